@@ -1,0 +1,33 @@
+# The two commands of the README. Both create .venv when it is missing (torch 2.13.0, the CPU build, first, so
+# nothing later pulls a multi-GB CUDA build), install the project with the extras they need, then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= dev
+STAMP  := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: demo test lint bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/rubrickit validate rubrics/
+	$(BIN)/rubrickit lint rubrics/
+	$(BIN)/rubrickit show rubrics/
+	$(BIN)/rubrickit aggregate --rubric rubrics/support-reply.yaml --verdicts examples/support-verdicts.jsonl -o -
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check rubrickit tests
+
+clean-venv:
+	rm -rf $(VENV)
