@@ -63,8 +63,8 @@ class Criterion(BaseModel):
     text: str = Field(min_length=1)
     """The statement the judge decides. Phrase it so that *holding* is what the weight's sign rewards or penalises."""
     kind: Literal["hard", "principle"] = "principle"
-    """``hard``: an explicit constraint of the request (a gate when the rubric has ``gates: hard``);
-    ``principle``: a general quality."""
+    """``hard``: an explicit constraint of the request (a gate when the rubric has ``gates: hard``: violating it —
+    unmet, or met for a negative-weight "forbid" rule — vetoes the reward); ``principle``: a general quality."""
     weight: float = 1.0
     """Signed weight. Positive: holding is good. Negative: a penalty, holding is bad. Never shown to the judge."""
     category: str | None = None
@@ -187,7 +187,9 @@ class Rubric(BaseModel):
     raw: bool = False
     """For ``weighted_mean``: do not clip the reward to [0, 1]."""
     gates: Literal["none", "hard"] = "hard"
-    """``hard``: an unmet ``kind: hard`` criterion zeroes the reward (veto); ``none``: hard criteria only count."""
+    """``hard``: a violated ``kind: hard`` criterion (unmet; met for a penalty) caps the reward at
+    min(reward, 0) — 0 for the normalised aggregations — and is listed in ``gates_failed``; ``none``: hard criteria
+    only count."""
     criteria: list[Criterion] = Field(min_length=1)
     """The criteria, in the order they are shown and judged."""
     provenance: Provenance | None = None
@@ -239,7 +241,8 @@ class Verdict(BaseModel):
     p_met: float | None = Field(default=None, ge=0.0, le=1.0)
     """Probability that the statement holds, when logprobs or local logits are available."""
     level: float | None = None
-    """The chosen level, for scale criteria (probability-weighted in likert mode)."""
+    """The chosen level, for scale criteria (probability-weighted in likert mode); for the holistic pseudo-criterion
+    ``_holistic``, the 1–10 rating."""
     rationale: str | None = None
     """The judge's explanation (or a programmatic check's detail)."""
     error: str | None = None
@@ -267,11 +270,12 @@ class ScoreRecord(BaseModel):
     rubric_fingerprint: str
     """The rubric's fingerprint, tracing the result to the rubric version that made it."""
     reward: float | None
-    """The aggregated reward; ``None`` when no criterion was assessed (every verdict error or not applicable)."""
+    """The aggregated reward; ``None`` when no criterion was assessed (every verdict error, not applicable or
+    missing), and for ``points`` when no positive-weight criterion was assessed (as HealthBench does)."""
     coverage: float
     """Share of criteria that were assessed (neither ``error`` nor ``not_applicable``), in [0, 1]."""
     gates_failed: list[str] = Field(default_factory=list)
-    """Ids of hard criteria that were unmet and zeroed the reward."""
+    """Ids of hard criteria that were violated (unmet; met for a penalty) and vetoed the reward."""
     judge: str | None = None
     """Spec of the judge that produced the verdicts (``None`` for programmatic-only or recomputed records)."""
     verdicts: list[Verdict] = Field(default_factory=list)

@@ -36,6 +36,7 @@ __all__ = [
     "rubric_json_schema",
     "write_schema",
     "validation_problems",
+    "describe_error",
 ]
 
 SCHEMA_FILENAME = "rubric.schema.json"
@@ -180,7 +181,7 @@ _TYPE_WORDS = {
 }
 
 
-def _describe(error: dict[str, Any], model_fields: Iterable[str] | None) -> str:
+def describe_error(error: dict[str, Any], model_fields: Iterable[str] | None) -> str:
     """A short message for one pydantic error, naming what was expected and what was given."""
     kind = error["type"]
     given = error.get("input")
@@ -237,7 +238,7 @@ def validation_problems(exc: ValidationError, located: _Located, file: Path_ | N
         path = _data_path(tuple(error["loc"]), located.data)
         at_line = line if line is not None else located.line_of(path)
         fields = _fields_at(tuple(error["loc"])) if error["type"] == "extra_forbidden" else None
-        problems.append(format_location(file, at_line, _format_path(path) or None, _describe(error, fields)))
+        problems.append(format_location(file, at_line, _format_path(path) or None, describe_error(error, fields)))
     return problems
 
 
