@@ -465,6 +465,8 @@ def dump_rubric_json(rubric: Rubric) -> str:
     for criterion in data["criteria"]:
         if "scale" in criterion:
             criterion["scale"] = {str(k): v for k, v in criterion["scale"].items()}
+        if "weight" in criterion and float(criterion["weight"]).is_integer():
+            criterion["weight"] = int(criterion["weight"])  # as in YAML: 8, not 8.0
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=default, allow_nan=False)
 
 
