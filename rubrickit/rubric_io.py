@@ -201,7 +201,9 @@ def describe_error(error: dict[str, Any], model_fields: Iterable[str] | None) ->
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         expected = error.get("ctx", {}).get("expected_tags", "")
         tag = error.get("ctx", {}).get("tag", given)
-        return f"unknown check type {tag!r}; expected one of {expected}" if tag else f"missing 'type'; one of {expected}"
+        if not tag:
+            return f"missing 'type'; one of {expected}"
+        return f"unknown check type {tag!r}; expected one of {expected}"
     if kind == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
     for key, word in _TYPE_WORDS.items():
@@ -231,7 +233,9 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str] | None:
     return None
 
 
-def validation_problems(exc: ValidationError, located: _Located, file: Path_ | None, line: int | None = None) -> list[str]:
+def validation_problems(
+    exc: ValidationError, located: _Located, file: Path_ | None, line: int | None = None
+) -> list[str]:
     """Format each pydantic error as ``file:line: field.path: message``."""
     problems = []
     for error in exc.errors(include_url=False):

@@ -125,7 +125,8 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
 def test_duplicate_criterion_id_points_at_second_use(tmp_path: Path) -> None:
     text = GOOD.replace("id: tone", "id: answers-question")
     message = error_of(tmp_path, text)
-    assert ":20: criteria[3].id: duplicate criterion id 'answers-question' (first used by criteria[0], line 8)" in message
+    expected = ":20: criteria[3].id: duplicate criterion id 'answers-question' (first used by criteria[0], line 8)"
+    assert expected in message
 
 
 def test_duplicate_yaml_key_is_an_error_not_last_wins(tmp_path: Path) -> None:

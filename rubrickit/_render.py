@@ -1,0 +1,159 @@
+"""All terminal rendering of the CLI (rich). Library modules return data; this module shows it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+class _Lazy:
+    """A console made on first use in each command, so ``COLUMNS`` and redirected streams are honoured."""
+
+    def __init__(self, stderr: bool):
+        self.stderr = stderr
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        Console(stderr=self.stderr, highlight=False).print(*args, **kwargs)
+
+
+out = _Lazy(stderr=False)
+err = _Lazy(stderr=True)
+
+
+def error(message: str) -> None:
+    """One error, on standard error."""
+    for index, line in enumerate(message.splitlines() or [""]):
+        prefix = "[bold red]error:[/] " if index == 0 else "       "
+        err.print(prefix + escape(line))
+
+
+def note(message: str) -> None:
+    """A short status line on standard error (keeps standard output clean for data)."""
+    err.print(escape(message))
+
+
+def validation(reports: Sequence[Any]) -> None:
+    """Per-file validation results."""
+    if not reports:
+        error("no rubric files found (looked for *.yaml, *.yml, *.json, *.jsonl, *.jsonl.gz)")
+        return
+    bad = 0
+    for report in reports:
+        if report.problems:
+            bad += 1
+            for problem in report.problems:
+                out.print(f"[red]✗[/] {escape(problem)}")
+        else:
+            out.print(
+                f"[green]✓[/] {escape(report.path)}: {report.rubrics} rubric(s), {report.criteria} criteria"
+            )
+    total = len(reports)
+    out.print(f"{total - bad} of {total} file(s) valid" + (f", [red]{bad} with errors[/]" if bad else ""))
+
+
+def rules(table: dict[str, str]) -> None:
+    """The lint rules."""
+    grid = Table("rule", "what it flags", title="lint rules")
+    for rule, text in table.items():
+        grid.add_row(rule, text)
+    out.print(grid)
+
+
+def lint(findings: Sequence[Any], problems: Sequence[str]) -> None:
+    """Lint findings, one per line, then a count."""
+    for problem in problems:
+        out.print(f"[red]✗[/] {escape(problem)}")
+    for finding in findings:
+        out.print(escape(finding.format()))
+    if findings or problems:
+        out.print(f"{len(findings)} finding(s)" + (f", {len(problems)} file error(s)" if problems else ""))
+    else:
+        out.print("[green]no findings[/]")
+
+
+def _criterion_detail(criterion: Any) -> str:
+    if criterion.check is not None:
+        params = criterion.check.model_dump(exclude_none=True)
+        kind = params.pop("type")
+        return f"check {kind}(" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
+    if criterion.scale:
+        return "scale " + " · ".join(f"{level}: {text}" for level, text in criterion.scale.items())
+    if criterion.applies_if:
+        return f"if: {criterion.applies_if}"
+    return ""
+
+
+def rubrics(path: Path, items: Sequence[Any], *, limit: int) -> None:
+    """Rubrics as tables (a set shows its first ``limit`` rubrics)."""
+    for rubric in items[:limit]:
+        title = (
+            f"{rubric.id}"
+            + (f" v{rubric.version}" if rubric.version else "")
+            + (f" — {rubric.title}" if rubric.title else "")
+        )
+        grid = Table(
+            title=escape(title),
+            caption=escape(
+                f"{path} · aggregation {rubric.aggregation} · gates {rubric.gates} · {rubric.fingerprint}"
+            ),
+        )
+        grid.add_column("id", overflow="fold")
+        grid.add_column("weight", justify="right")
+        grid.add_column("kind")
+        grid.add_column("criterion", ratio=1)
+        for criterion in rubric.criteria:
+            weight = f"[red]{criterion.weight:g}[/]" if criterion.weight < 0 else f"{criterion.weight:g}"
+            kind = criterion.kind + (f"\n{criterion.category}" if criterion.category else "")
+            extra = [_criterion_detail(criterion), ", ".join(criterion.tags)]
+            body = escape(criterion.text) + "".join(f"\n[dim]{escape(e)}[/]" for e in extra if e)
+            grid.add_row(escape(criterion.id), weight, escape(kind), body)
+        out.print(grid)
+    if len(items) > limit:
+        out.print(f"… and {len(items) - limit} more rubric(s) in {path} (--limit to show more)")
+
+
+def diffs(items: Iterable[Any]) -> None:
+    """Semantic diffs, rubric by rubric."""
+    any_change = False
+    for item in items:
+        if item.is_empty():
+            continue
+        any_change = True
+        for line in item.lines():
+            style = {"+": "green", "-": "red", "~": "yellow", "!": "bold magenta"}.get(line[:1], "")
+            out.print(f"[{style}]{escape(line)}[/]" if style else escape(line))
+    if not any_change:
+        out.print("no semantic changes")
+
+
+def conversion(report: Any, path: Path) -> None:
+    """What a conversion wrote."""
+    note(f"wrote {path}: {report.summary()}")
+
+
+def score_summary(records: Sequence[Any], path: Path) -> None:
+    """A one-table summary of score records: rewards, coverage, errors."""
+    rewards = [r.reward for r in records if r.reward is not None]
+    errors = sum(r.errors for r in records)
+    grid = Table(
+        "items", "scored", "mean reward", "min", "max", "mean coverage", "error verdicts", "gates failed"
+    )
+    mean_cov = sum(r.coverage for r in records) / len(records) if records else 0.0
+    grid.add_row(
+        str(len(records)),
+        str(len(rewards)),
+        f"{sum(rewards) / len(rewards):.3f}" if rewards else "—",
+        f"{min(rewards):.3f}" if rewards else "—",
+        f"{max(rewards):.3f}" if rewards else "—",
+        f"{mean_cov:.3f}",
+        str(errors),
+        str(sum(1 for r in records if r.gates_failed)),
+    )
+    err.print(grid)
+    if str(path) != "-":
+        note(f"wrote {path}")

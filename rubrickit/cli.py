@@ -1,0 +1,193 @@
+"""The ``rubrickit`` command line: each command parses arguments, calls one library function, and renders.
+
+Rendering lives in :mod:`rubrickit._render`; errors from the library are shown by one handler (tracebacks only
+with ``--debug``, and never with locals, which may hold keys).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from . import _render as render
+from .errors import RubrickitError
+
+app = typer.Typer(
+    name="rubrickit",
+    help="Rubric authoring and criterion-by-criterion LLM-as-judge scoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_state = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(func: F) -> F:
+    """Turn rubrickit errors into one ``error:`` line and exit code 1 (``--debug`` shows the traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RubrickitError as exc:
+            if _state["debug"]:
+                raise
+            render.error(str(exc))
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="RUBRICKIT_DEBUG", help="Show tracebacks.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Rubric files or directories (searched recursively).")]
+
+
+@app.command()
+@handled
+def validate(paths: PathsArg) -> None:
+    """Check rubric files against the format; exit 1 on any error."""
+    from .rubric_io import validate_paths
+
+    reports = validate_paths(paths)
+    render.validation(reports)
+    if not reports or any(r.problems for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def lint(
+    paths: PathsArg,
+    disable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--disable", "-d", envvar="RUBRICKIT_LINT_DISABLE", help="Rule id to skip (repeatable)."
+        ),
+    ] = None,
+    list_rules: Annotated[bool, typer.Option("--list-rules", help="Print the rules and exit.")] = False,
+) -> None:
+    """Find rubric smells (non-atomic, duplicate, double-negative criteria, …); exit 1 on findings."""
+    from .lint import RULES, lint_paths
+
+    if list_rules:
+        render.rules(RULES)
+        return
+    findings, problems = lint_paths(paths, disable=_split_csv(disable))
+    render.lint(findings, problems)
+    if findings or problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def show(
+    path: Annotated[Path, typer.Argument(help="A rubric file, rubric set or directory.")],
+    limit: Annotated[int, typer.Option(help="Show at most this many rubrics of a set.")] = 5,
+) -> None:
+    """Show rubrics as tables."""
+    from .rubric_io import iter_rubric_files, load_rubrics
+
+    for file in iter_rubric_files([path]):
+        rubrics = load_rubrics(file)
+        render.rubrics(file, rubrics, limit=limit)
+
+
+@app.command()
+@handled
+def diff(
+    old: Annotated[Path, typer.Argument(help="The old rubric or rubric set.")],
+    new: Annotated[Path, typer.Argument(help="The new rubric or rubric set.")],
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when they differ.")] = False,
+) -> None:
+    """Semantic diff: added/removed/changed criteria, weights, fingerprints, and whether re-judging is needed."""
+    from .diff import diff_paths
+
+    diffs = diff_paths(old, new)
+    render.diffs(diffs)
+    if exit_code and any(not d.is_empty() for d in diffs):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def schema(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")
+    ] = None,
+) -> None:
+    """Write the JSON Schema of rubric files (editors use it to validate and autocomplete)."""
+    from .rubric_io import rubric_json_schema, write_schema
+
+    if out is None:
+        import json
+
+        sys.stdout.write(json.dumps(rubric_json_schema(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        write_schema(out)
+        render.note(f"wrote {out}")
+
+
+@app.command()
+@handled
+def convert(
+    source: Annotated[Path, typer.Argument(help="Input file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
+    from_fmt: Annotated[str | None, typer.Option("--from", help="Input format (default: detected).")] = None,
+    to_fmt: Annotated[
+        str | None, typer.Option("--to", help="Output format (default: from the output name).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+) -> None:
+    """Import and export rubric formats of the field (HealthBench, RaR, Prometheus/BiGGen, OpenRubrics)."""
+    from .convert import convert as convert_file
+
+    report = convert_file(source, out, from_fmt=from_fmt, to_fmt=to_fmt, overwrite=force)
+    render.conversion(report, out)
+
+
+@app.command()
+@handled
+def aggregate(
+    rubric: Annotated[
+        Path, typer.Option("--rubric", "-r", help="The rubric or rubric set the verdicts are for.")
+    ],
+    verdicts: Annotated[Path, typer.Option("--verdicts", "-v", help="Verdict rows (JSONL, may be gzipped).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Score records (JSONL); '-' for standard output.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+) -> None:
+    """Recompute rewards from stored verdicts, without a judge."""
+    from .aggregate import aggregate_file
+
+    records = aggregate_file(rubric, verdicts, None if str(out) == "-" else out, overwrite=force)
+    if str(out) == "-":
+        for record in records:
+            sys.stdout.write(record.model_dump_json() + "\n")
+    render.score_summary(records, out)
+
+
+def _split_csv(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
