@@ -1,12 +1,18 @@
 """rubrickit: rubric authoring and criterion-by-criterion LLM-as-judge scoring.
 
 Rubrics are YAML files under version control (:mod:`rubrickit.rubric`); verdicts become rewards
-(:mod:`rubrickit.aggregate`); criteria with a ``check:`` are decided without an LLM (:mod:`rubrickit.checks`).
+(:mod:`rubrickit.aggregate`); criteria with a ``check:`` are decided without an LLM (:mod:`rubrickit.checks`);
+formats of the field convert both ways (:mod:`rubrickit.convert`); :mod:`rubrickit.lint` and :mod:`rubrickit.diff`
+keep rubric files healthy under version control. The CLI (:mod:`rubrickit.cli`) only calls these names.
 """
 
 from __future__ import annotations
 
+from .aggregate import Aggregate, aggregate, aggregate_file, points_summary, score_record
 from .checks import CheckOutcome, CheckSpec, parse_check, run_check
+from .convert import ConversionReport, read_rubrics, write_rubrics
+from .convert import convert as convert_file  # the module keeps the name `convert`
+from .diff import RubricDiff, diff_paths, diff_rubrics
 from .errors import (
     BackendCallError,
     BackendSpecError,
@@ -18,6 +24,7 @@ from .errors import (
     RubrickitError,
     UnknownBackendError,
 )
+from .lint import LintFinding, lint_paths, lint_rubric
 
 # rubric must be imported before rubric_io (rubric re-exports the loaders at its end).
 from .rubric import (  # noqa: I001
@@ -42,17 +49,21 @@ from .rubric_io import rubric_json_schema, validate_paths
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregate",
     "BackendCallError",
     "BackendSpecError",
     "CheckOutcome",
     "CheckSpec",
     "ConversionError",
+    "ConversionReport",
     "Criterion",
+    "LintFinding",
     "MissingCredentialsError",
     "MissingDependencyError",
     "OutputExistsError",
     "Provenance",
     "Rubric",
+    "RubricDiff",
     "RubricError",
     "RubricSet",
     "RubrickitError",
@@ -61,16 +72,27 @@ __all__ = [
     "Verdict",
     "VerdictRow",
     "__version__",
+    "aggregate",
+    "aggregate_file",
+    "convert_file",
+    "diff_paths",
+    "diff_rubrics",
+    "lint_paths",
+    "lint_rubric",
     "criterion_fingerprint",
     "load_rubric",
     "load_rubric_set",
     "load_rubrics",
     "parse_check",
     "parse_rubric",
+    "points_summary",
+    "read_rubrics",
     "rubric_fingerprint",
     "rubric_json_schema",
     "run_check",
     "save_rubric",
     "save_rubric_set",
+    "score_record",
     "validate_paths",
+    "write_rubrics",
 ]

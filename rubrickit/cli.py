@@ -7,6 +7,7 @@ with ``--debug``, and never with locals, which may hold keys).
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,19 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from . import (
+    RubrickitError,
+    aggregate_file,
+    convert_file,
+    diff_paths,
+    lint_paths,
+    load_rubrics,
+    rubric_json_schema,
+    validate_paths,
+)
 from . import _render as render
-from .errors import RubrickitError
+from .lint import RULES
+from .rubric_io import iter_rubric_files, write_schema
 
 app = typer.Typer(
     name="rubrickit",
@@ -61,8 +73,6 @@ PathsArg = Annotated[list[Path], typer.Argument(help="Rubric files or directorie
 @handled
 def validate(paths: PathsArg) -> None:
     """Check rubric files against the format; exit 1 on any error."""
-    from .rubric_io import validate_paths
-
     reports = validate_paths(paths)
     render.validation(reports)
     if not reports or any(r.problems for r in reports):
@@ -82,8 +92,6 @@ def lint(
     list_rules: Annotated[bool, typer.Option("--list-rules", help="Print the rules and exit.")] = False,
 ) -> None:
     """Find rubric smells (non-atomic, duplicate, double-negative criteria, …); exit 1 on findings."""
-    from .lint import RULES, lint_paths
-
     if list_rules:
         render.rules(RULES)
         return
@@ -100,8 +108,6 @@ def show(
     limit: Annotated[int, typer.Option(help="Show at most this many rubrics of a set.")] = 5,
 ) -> None:
     """Show rubrics as tables."""
-    from .rubric_io import iter_rubric_files, load_rubrics
-
     for file in iter_rubric_files([path]):
         rubrics = load_rubrics(file)
         render.rubrics(file, rubrics, limit=limit)
@@ -115,8 +121,6 @@ def diff(
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when they differ.")] = False,
 ) -> None:
     """Semantic diff: added/removed/changed criteria, weights, fingerprints, and whether re-judging is needed."""
-    from .diff import diff_paths
-
     diffs = diff_paths(old, new)
     render.diffs(diffs)
     if exit_code and any(not d.is_empty() for d in diffs):
@@ -131,11 +135,7 @@ def schema(
     ] = None,
 ) -> None:
     """Write the JSON Schema of rubric files (editors use it to validate and autocomplete)."""
-    from .rubric_io import rubric_json_schema, write_schema
-
     if out is None:
-        import json
-
         sys.stdout.write(json.dumps(rubric_json_schema(), indent=2, ensure_ascii=False) + "\n")
     else:
         write_schema(out)
@@ -154,8 +154,6 @@ def convert(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Import and export rubric formats of the field (HealthBench, RaR, Prometheus/BiGGen, OpenRubrics)."""
-    from .convert import convert as convert_file
-
     report = convert_file(source, out, from_fmt=from_fmt, to_fmt=to_fmt, overwrite=force)
     render.conversion(report, out)
 
@@ -171,8 +169,6 @@ def aggregate(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Recompute rewards from stored verdicts, without a judge."""
-    from .aggregate import aggregate_file
-
     records = aggregate_file(rubric, verdicts, None if str(out) == "-" else out, overwrite=force)
     if str(out) == "-":
         for record in records:

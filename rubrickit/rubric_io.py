@@ -24,6 +24,7 @@ from .rubric import Rubric
 __all__ = [
     "RubricSet",
     "SCHEMA_FILENAME",
+    "RUBRIC_SUFFIXES",
     "is_rubric_set_path",
     "load_rubric",
     "load_rubric_set",

@@ -83,3 +83,13 @@ def test_readme_rubric_example_is_a_valid_rubric() -> None:
     block = next(b for b in _blocks("yaml") if "rubrickit: 1" in b)
     rubric = parse_rubric(block, "README.md")
     assert [c.id for c in rubric.criteria] == ["answers-question", "invents-policy", "length-limit", "tone", "dosage"]
+
+
+def test_readme_lists_every_lint_rule_and_check_type() -> None:
+    from rubrickit.checks import CHECK_TYPES
+    from rubrickit.lint import RULES
+
+    for rule in RULES:
+        assert f"`{rule}`" in README, f"README's lint table lacks {rule}"
+    for check in CHECK_TYPES:
+        assert f"`{check}`" in README, f"README's check table lacks {check}"
