@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/rubrickit validate rubrics/
 	$(BIN)/rubrickit lint rubrics/
 	$(BIN)/rubrickit show rubrics/
-	$(BIN)/rubrickit aggregate --rubric rubrics/support-reply.yaml --verdicts examples/support-verdicts.jsonl -o -
+	$(BIN)/rubrickit aggregate --rubric rubrics/support-reply.yaml --verdicts examples/support-verdicts.jsonl \
+		-o examples/out/support-scores.jsonl --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -136,24 +136,30 @@ def conversion(report: Any, path: Path) -> None:
     note(f"wrote {path}: {report.summary()}")
 
 
-def score_summary(records: Sequence[Any], path: Path) -> None:
-    """A one-table summary of score records: rewards, coverage, errors."""
+def score_summary(records: Sequence[Any], path: Path, *, max_items: int = 20) -> None:
+    """Score records: one row per item (up to ``max_items``), then rewards, coverage and errors overall."""
+    if 0 < len(records) <= max_items:
+        items = Table("item", "rubric", "reward", "coverage", "errors", "gates failed", "sub-scores",
+                      title="score records")
+        for r in records:
+            subs = ", ".join(f"{tag} {value:.2f}" if value is not None else f"{tag} —"
+                             for tag, value in r.subscores.items())
+            items.add_row(escape(r.item_id), escape(r.rubric_id), _num(r.reward), f"{r.coverage:.3f}",
+                          str(r.errors), escape(", ".join(r.gates_failed)), escape(subs))
+        err.print(items)
     rewards = [r.reward for r in records if r.reward is not None]
-    errors = sum(r.errors for r in records)
-    grid = Table(
-        "items", "scored", "mean reward", "min", "max", "mean coverage", "error verdicts", "gates failed"
-    )
+    grid = Table("items", "scored", "mean reward", "min", "max", "mean coverage", "error verdicts", "gates failed",
+                 title="summary")
     mean_cov = sum(r.coverage for r in records) / len(records) if records else 0.0
     grid.add_row(
-        str(len(records)),
-        str(len(rewards)),
-        f"{sum(rewards) / len(rewards):.3f}" if rewards else "—",
-        f"{min(rewards):.3f}" if rewards else "—",
-        f"{max(rewards):.3f}" if rewards else "—",
-        f"{mean_cov:.3f}",
-        str(errors),
-        str(sum(1 for r in records if r.gates_failed)),
+        str(len(records)), str(len(rewards)), _num(sum(rewards) / len(rewards) if rewards else None),
+        _num(min(rewards, default=None)), _num(max(rewards, default=None)), f"{mean_cov:.3f}",
+        str(sum(r.errors for r in records)), str(sum(1 for r in records if r.gates_failed)),
     )
     err.print(grid)
     if str(path) != "-":
         note(f"wrote {path}")
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

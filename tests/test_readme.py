@@ -52,7 +52,8 @@ def test_make_demo_steps_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     makefile = (REPO / "Makefile").read_text()
     recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
     assert recipe, "Makefile has no demo recipe"
-    steps = [line.strip().replace("$(BIN)/", "") for line in recipe.group(1).splitlines()]
+    joined = re.sub(r"\\\n\t*", " ", recipe.group(1))  # make's line continuations
+    steps = [line.strip().replace("$(BIN)/", "") for line in joined.splitlines()]
     assert steps and all(step.startswith("rubrickit ") for step in steps)
     monkeypatch.chdir(_workspace(tmp_path, None))
     for step in steps:
