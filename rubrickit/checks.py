@@ -520,46 +520,33 @@ class JsonCheck(_Check):
         return _text.json_verdict(response, self.json_schema, self.allow_fence)
 
 
-class StartsWithCheck(_Check):
+class _Affix(_Check):
+    _end: ClassVar[bool] = False
+
+    text: str = Field(min_length=1)
+    """The text to look for at the start or end (surrounding whitespace is ignored)."""
+    case_sensitive: bool = False
+    """Match letter case exactly (default: ignore case)."""
+    ignore_quotes: bool = False
+    """Also accept the response with its wrapping double quotes removed."""
+
+    def _verdict(self, response: str) -> Result:
+        return _text.affix_verdict(
+            response, self.text, end=self._end, case_sensitive=self.case_sensitive, ignore_quotes=self.ignore_quotes
+        )
+
+
+class StartsWithCheck(_Affix):
     """The response starts with the given text (surrounding whitespace ignored)."""
 
     type: Literal["starts_with"] = _tag("starts_with")
-    text: str = Field(min_length=1)
-    """The text the response must start with."""
-    case_sensitive: bool = False
-    """Match letter case exactly (default: ignore case)."""
-    ignore_quotes: bool = False
-    """Also accept the response with its wrapping double quotes removed."""
-
-    def _verdict(self, response: str) -> Result:
-        return _text.affix_verdict(
-            response,
-            self.text,
-            end=False,
-            case_sensitive=self.case_sensitive,
-            ignore_quotes=self.ignore_quotes,
-        )
 
 
-class EndsWithCheck(_Check):
+class EndsWithCheck(_Affix):
     """The response ends with the given text (surrounding whitespace ignored)."""
 
+    _end = True
     type: Literal["ends_with"] = _tag("ends_with")
-    text: str = Field(min_length=1)
-    """The text the response must end with."""
-    case_sensitive: bool = False
-    """Match letter case exactly (default: ignore case)."""
-    ignore_quotes: bool = False
-    """Also accept the response with its wrapping double quotes removed."""
-
-    def _verdict(self, response: str) -> Result:
-        return _text.affix_verdict(
-            response,
-            self.text,
-            end=True,
-            case_sensitive=self.case_sensitive,
-            ignore_quotes=self.ignore_quotes,
-        )
 
 
 class OneOfCheck(_Check):
