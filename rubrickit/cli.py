@@ -26,6 +26,7 @@ from . import (
     validate_paths,
 )
 from . import _render as render
+from .convert import FORMATS
 from .lint import RULES
 from .rubric_io import iter_rubric_files, write_schema
 
@@ -66,6 +67,7 @@ def _main(
     _state["debug"] = debug
 
 
+_FORMATS = ", ".join(FORMATS)
 PathsArg = Annotated[list[Path], typer.Argument(help="Rubric files or directories (searched recursively).")]
 
 
@@ -147,9 +149,11 @@ def schema(
 def convert(
     source: Annotated[Path, typer.Argument(help="Input file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
-    from_fmt: Annotated[str | None, typer.Option("--from", help="Input format (default: detected).")] = None,
+    from_fmt: Annotated[
+        str | None, typer.Option("--from", help=f"Input format: {_FORMATS} (default: detected).")
+    ] = None,
     to_fmt: Annotated[
-        str | None, typer.Option("--to", help="Output format (default: from the output name).")
+        str | None, typer.Option("--to", help=f"Output format: {_FORMATS} (default: from the output name).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:

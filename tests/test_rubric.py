@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rubrickit.errors import OutputExistsError, RubricError
-from rubrickit.rubric import Criterion, Rubric, ScoreRecord, Verdict
+from rubrickit.rubric import Criterion, Provenance, Rubric, ScoreRecord, Verdict, VerdictRow
 from rubrickit.rubric_io import (
     SCHEMA_FILENAME,
     criterion_lines,
@@ -87,7 +87,7 @@ def test_good_rubric_loads_with_defaults_and_semantics(tmp_path: Path) -> None:
 
 
 def test_every_field_has_a_docstring_for_the_schema() -> None:
-    for model in (Rubric, Criterion, Verdict, ScoreRecord):
+    for model in (Rubric, Criterion, Provenance, Verdict, VerdictRow, ScoreRecord):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no docstring"
 
