@@ -29,12 +29,12 @@ def error(message: str) -> None:
     """One error, on standard error."""
     for index, line in enumerate(message.splitlines() or [""]):
         prefix = "[bold red]error:[/] " if index == 0 else "       "
-        err.print(prefix + escape(line))
+        err.print(prefix + escape(line), soft_wrap=True)
 
 
 def note(message: str) -> None:
     """A short status line on standard error (keeps standard output clean for data)."""
-    err.print(escape(message))
+    err.print(escape(message), soft_wrap=True)
 
 
 def validation(reports: Sequence[Any]) -> None:

@@ -284,6 +284,8 @@ class ScoreRecord(BaseModel):
     """Per-tag sub-scores (same aggregation restricted to the criteria carrying the tag)."""
     errors: int = 0
     """Number of ``error`` verdicts."""
+    repeat: int = 0
+    """Repeat index under ``--repeat N`` (0 for the first or only judgment of the item)."""
 
 
 def _digest(payload: Any) -> str:

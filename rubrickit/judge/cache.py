@@ -1,0 +1,177 @@
+"""The persistent judge cache: one SQLite file of completions keyed by a content hash of the request.
+
+The key is the SHA-256 of the canonical JSON of (cache format version, backend spec, the whole
+:class:`~rubrickit.backends.base.CompletionRequest` — rendered messages, max_tokens, temperature, seed, json_schema,
+choices, logprobs — and a caller's salt). Anything that could change the answer changes the key; a re-run of a
+finished job is answered entirely from the cache. ``--repeat N`` passes a different salt per repeat.
+
+Stored per row: the key, the backend spec and the completion's JSON, and the time it was written. Never an API key:
+neither the spec nor the request carries one, and the prompt is not stored at all (only its hash).
+
+The file is ``<directory>/judge-cache.sqlite3`` in WAL mode, created on first use; by default the directory is
+``$RUBRICKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/rubrickit``, else ``~/.cache/rubrickit``. Delete the file (or call
+:meth:`JudgeCache.clear`) to empty it. A database that cannot be opened, is corrupt or stays locked turns the cache
+off for the rest of the run with one logged warning; the run goes on without caching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..backends.base import Completion, CompletionRequest
+
+__all__ = ["CACHE_FILENAME", "CACHE_FORMAT_VERSION", "JudgeCache", "default_cache_dir"]
+
+CACHE_FORMAT_VERSION = 1
+"""Part of every key: bump it when the meaning of a cached completion changes, and old entries stop matching."""
+
+CACHE_FILENAME = "judge-cache.sqlite3"
+"""The database's file name inside the cache directory."""
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    completion TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def default_cache_dir() -> Path:
+    """``$RUBRICKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/rubrickit``, else ``~/.cache/rubrickit``."""
+    override = os.environ.get("RUBRICKIT_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "rubrickit"
+    return Path.home() / ".cache" / "rubrickit"
+
+
+class JudgeCache:
+    """Completions by content-hashed request, in a SQLite file; safe to share between tasks of one event loop."""
+
+    def __init__(self, directory: Path | str, *, timeout: float = 5.0):
+        self.path = Path(directory) / CACHE_FILENAME
+        """The SQLite file (created on first use)."""
+        self.timeout = timeout
+        """Seconds to wait for another process's write lock before giving up on the cache."""
+        self.hits = 0
+        """Lookups answered from the cache."""
+        self.misses = 0
+        """Lookups that found nothing (including every lookup after the cache was disabled)."""
+        self.disabled = False
+        """Set when the database proved unusable; the cache then answers nothing and stores nothing."""
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(spec: str, request: CompletionRequest, *, salt: str = "") -> str:
+        """SHA-256 hex digest of the canonical JSON of (format version, spec, request, salt)."""
+        payload = [CACHE_FORMAT_VERSION, spec, request.model_dump(mode="json"), salt]
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def get(self, key: str) -> Completion | None:
+        """The cached completion for ``key``, or ``None`` (counted in :attr:`hits` / :attr:`misses`)."""
+        with self._lock:
+            row = self._execute("SELECT completion FROM completions WHERE key = ?", (key,), fetch=True)
+            completion = None
+            if row is not None:
+                try:
+                    completion = Completion.model_validate_json(row[0])
+                except ValidationError:
+                    # Written by an incompatible version: a miss; the fresh answer overwrites it.
+                    completion = None
+            if completion is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+        return completion
+
+    def put(self, key: str, completion: Completion, *, spec: str = "") -> None:
+        """Store ``completion`` under ``key`` (replacing what was there); ``spec`` labels the row for inspection."""
+        with self._lock:
+            self._execute(
+                "INSERT OR REPLACE INTO completions (key, spec, completion, created) VALUES (?, ?, ?, ?)",
+                (key, spec, completion.model_dump_json(), time.time()),
+            )
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many there were."""
+        with self._lock:
+            row = self._execute("SELECT COUNT(*) FROM completions", (), fetch=True)
+            self._execute("DELETE FROM completions", ())
+        return int(row[0]) if row is not None else 0
+
+    def close(self) -> None:
+        """Close the database (a later lookup opens it again)."""
+        with self._lock:
+            if self._connection is not None:
+                try:
+                    self._connection.close()
+                except sqlite3.Error:
+                    pass
+                self._connection = None
+
+    def __enter__(self) -> JudgeCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a killed process; only a power cut may lose the last few entries.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(_SCHEMA)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _execute(self, sql: str, params: tuple[object, ...], *, fetch: bool = False) -> tuple[object, ...] | None:
+        """Run one statement (autocommit); on any database failure disable the cache and return ``None``."""
+        if self.disabled:
+            return None
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            cursor = self._connection.execute(sql, params)
+            return cursor.fetchone() if fetch else None
+        except (sqlite3.Error, OSError) as error:
+            self._disable(error)
+            return None
+
+    def _disable(self, error: BaseException) -> None:
+        self.disabled = True
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except sqlite3.Error:
+                pass
+            self._connection = None
+        logger.warning(
+            "judge cache %s is unusable (%s: %s); continuing without caching. Delete the file to start a fresh "
+            "cache, or pass --no-cache.",
+            self.path,
+            type(error).__name__,
+            error,
+        )
