@@ -19,8 +19,10 @@ COMMANDS = ["validate", "lint", "show", "diff", "schema", "convert", "aggregate"
 
 def render_reference() -> str:
     runner = CliRunner(env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})
-    parts = ["# Command-line reference\n\n", "Generated from `rubrickit --help`; `tests/test_cli_reference.py` keeps it "
-             "current.\n"]
+    parts = [
+        "# Command-line reference\n\n",
+        "Generated from `rubrickit --help`; `tests/test_cli_reference.py` keeps it current.\n",
+    ]
     for args in [[]] + [[c] for c in COMMANDS]:
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0, result.output

@@ -1,0 +1,587 @@
+"""``openai:MODEL`` — the ``openai`` SDK: OpenAI itself and every OpenAI-compatible server (vLLM, llama.cpp, Ollama,
+TGI, LM Studio, …) through ``base_url``.
+
+A thin backend: one request becomes one ``chat.completions`` call and its JSON becomes a :class:`Completion`.
+The SDK is built with ``max_retries=0`` because retries, backoff and rate limits are the engine's job; failures are
+mapped to :class:`RetryableBackendError` (429, 408/409, 5xx, time-outs, dropped connections, malformed bodies) or
+:class:`FatalBackendError` (400/401/403/404/422, exhausted quota), with ``Retry-After`` parsed. The API key goes
+only into the client's ``Authorization`` header: never into ``spec``, ``repr()``, exception messages or logs (every
+message that may quote a server is passed through :func:`redact`).
+
+The helpers here (response mapping, error mapping, ``Retry-After`` parsing, redaction) are shared with
+:mod:`rubrickit.backends.litellm_backend`, whose exceptions subclass the ``openai`` SDK's.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import BackendSpecError, MissingCredentialsError, MissingDependencyError
+from .base import (
+    Capabilities,
+    Completion,
+    CompletionRequest,
+    FatalBackendError,
+    RetryableBackendError,
+    TokenLogprob,
+    Usage,
+)
+
+__all__ = ["OpenAIBackend", "parse_retry_after", "redact", "redact_url"]
+
+GuidedMode = Literal["structured_outputs", "guided_choice"]
+
+_RETRYABLE_STATUS = {408, 409, 425, 429}
+_STATUS_HINTS = {
+    400: "the server rejected the request; check that the model supports the parameters sent "
+         "(json_schema response_format, logprobs, seed, max tokens) and that the prompt fits its context",
+    401: "authentication failed; check the API key ({key_hint})",
+    403: "permission denied; check that the key may use model '{model}'",
+    404: "not found; check the model name '{model}' and the base URL {base_url}",
+    413: "the request is too large for the server",
+    422: "the server could not process the request; check the parameters it supports",
+}
+
+
+def import_sdk(module: str, extra: str = "api") -> Any:
+    """Import an optional SDK, or raise :class:`MissingDependencyError` naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the '{module}' package is needed for this judge backend but could not be imported ({exc}); "
+            f"install it with: pip install 'rubrickit[{extra}]'"
+        ) from None
+
+
+# -- redaction -------------------------------------------------------------------------------------------------
+
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
+_KEYLIKE = re.compile(r"\b(sk|pk|rk|gsk|xai|hf)[-_][A-Za-z0-9_\-]{16,}")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with the given secrets, bearer tokens, key-shaped strings and URL credentials replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = _BEARER.sub(r"\1***", text)
+    text = _KEYLIKE.sub(r"\1-***", text)
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL with any ``user:password@`` removed, safe to show."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# -- Retry-After -----------------------------------------------------------------------------------------------
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if headers is None:
+        return None
+    try:
+        value = headers.get(name)
+        if value is None and isinstance(headers, Mapping):
+            lowered = {str(k).lower(): v for k, v in headers.items()}
+            value = lowered.get(name.lower())
+    except Exception:  # a header container we do not know; Retry-After is a hint, never worth a crash
+        return None
+    return None if value is None else str(value)
+
+
+def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date; ``None`` if absent."""
+    millis = _header(headers, "retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis) / 1000.0
+            if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+    raw = _header(headers, "retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        value = float(raw)
+        return value if math.isfinite(value) and value >= 0 else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+# -- response mapping (dicts from JSON, or SDK/litellm objects) -------------------------------------------------
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _token_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
+    content = _get(logprobs, "content")
+    if not isinstance(content, (list, tuple)):
+        return None
+    tokens = []
+    for entry in content:
+        token, logprob = _get(entry, "token"), _get(entry, "logprob")
+        if not isinstance(token, str) or not isinstance(logprob, (int, float)):
+            continue
+        top: dict[str, float] = {}
+        for alt in _get(entry, "top_logprobs") or ():
+            alt_token, alt_logprob = _get(alt, "token"), _get(alt, "logprob")
+            if isinstance(alt_token, str) and isinstance(alt_logprob, (int, float)):
+                # The same text can come from two token ids (byte-level BPE): their probability mass adds up.
+                previous = top.get(alt_token)
+                top[alt_token] = float(alt_logprob) if previous is None else _logaddexp(previous, float(alt_logprob))
+        if top and token not in top:
+            top[token] = float(logprob)
+        tokens.append(TokenLogprob(token=token, logprob=float(logprob), top=top))
+    return tuple(tokens)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    high, low = max(a, b), min(a, b)
+    if high == -math.inf:
+        return high
+    return high + math.log1p(math.exp(low - high))
+
+
+def completion_from_response(data: Any, *, spec: str, cost: float | None = None) -> Completion:
+    """Map a chat-completion response (parsed JSON or an SDK object) to a :class:`Completion`.
+
+    A body without a usable first choice is a malformed body: :class:`RetryableBackendError`.
+    """
+    choices = _get(data, "choices")
+    if not isinstance(choices, (list, tuple)) or not choices:
+        raise RetryableBackendError(f"{spec}: malformed body: the response has no choices")
+    choice = choices[0]
+    message = _get(choice, "message")
+    text = _get(message, "content")
+    if text is None:
+        # Refusals and reasoning models that spent every token thinking: no content. The engine parses "" as
+        # unparseable and records why; the finish reason says which.
+        text = _get(message, "refusal") or ""
+    if not isinstance(text, str):
+        raise RetryableBackendError(f"{spec}: malformed body: message content is {type(text).__name__}, not text")
+    usage = _get(data, "usage")
+    details = _get(usage, "prompt_tokens_details")
+    cached = _int(_get(details, "cached_tokens"))
+    if not cached:  # llama.cpp reports its KV-cache reuse in timings
+        cached = _int(_get(_get(data, "timings"), "cache_n"))
+    finish = _get(choice, "finish_reason")
+    model = _get(data, "model")
+    return Completion(
+        text=text,
+        logprobs=_token_logprobs(_get(choice, "logprobs")),
+        usage=Usage(input_tokens=_int(_get(usage, "prompt_tokens")),
+                    output_tokens=_int(_get(usage, "completion_tokens")), cached_tokens=cached),
+        cost=cost,
+        finish_reason=str(finish) if finish is not None else None,
+        model=str(model) if model is not None else None,
+    )
+
+
+# -- error mapping ---------------------------------------------------------------------------------------------
+
+
+_WRAPPERS = re.compile(r"^(?:litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
+"""litellm's class-name prefixes ("litellm.InternalServerError: InternalServerError: OpenAIException - ")."""
+
+
+def _server_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    message = None
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, Mapping) else error
+    if not message:
+        message = getattr(exc, "message", None) or str(exc)
+    text = _WRAPPERS.sub("", " ".join(str(message).split()))
+    return text[:400] + ("…" if len(text) > 400 else "")
+
+
+def _error_code(exc: BaseException) -> str | None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
+    body = getattr(exc, "body", None)
+    error = body.get("error") if isinstance(body, Mapping) else None
+    code = error.get("code") if isinstance(error, Mapping) else None
+    return code if isinstance(code, str) else None
+
+
+def error_from_status(status: int, exc: BaseException, *, spec: str, model: str, base_url: str | None,
+                      headers: Any, secrets: Iterable[str | None] = (), key_hint: str = "OPENAI_API_KEY"
+                      ) -> RetryableBackendError | FatalBackendError:
+    """Map an HTTP error status (with its exception for the server's message) to a backend error."""
+    detail = redact(_server_message(exc), secrets)
+    code = _error_code(exc)
+    if status == 429 and (code == "insufficient_quota" or "exceeded your current quota" in detail.lower()):
+        return FatalBackendError(f"{spec}: HTTP 429 insufficient quota: {detail}; retrying will not help, "
+                                 "check the account's plan and billing", status=status)
+    if status in _RETRYABLE_STATUS or status >= 500:
+        retry_after = parse_retry_after(headers)
+        wait = f" (server asks to retry after {retry_after:g}s)" if retry_after is not None else ""
+        return RetryableBackendError(f"{spec}: HTTP {status}: {detail}{wait}", status=status,
+                                     retry_after=retry_after)
+    hint = _STATUS_HINTS.get(status, "the request failed and retrying will not fix it")
+    hint = hint.format(model=model, base_url=redact_url(base_url) or "(the provider's default)",
+                       key_hint=key_hint)
+    return FatalBackendError(f"{spec}: HTTP {status}: {detail} — {hint}", status=status)
+
+
+def map_sdk_error(exc: BaseException, *, spec: str, model: str, base_url: str | None, timeout: float | None,
+                  secrets: Iterable[str | None] = (), key_hint: str = "OPENAI_API_KEY"
+                  ) -> RetryableBackendError | FatalBackendError | None:
+    """Map an ``openai`` SDK exception (litellm's subclass them) to a backend error; ``None`` if it is not one."""
+    openai = importlib.import_module("openai")
+    secrets = tuple(secrets)
+    if isinstance(exc, openai.APITimeoutError):
+        limit = f" after {timeout:g}s" if timeout else ""
+        return RetryableBackendError(f"{spec}: request timed out{limit}", status=getattr(exc, "status_code", None))
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.APIConnectionError) and not isinstance(status, int):
+        cause = exc.__cause__ or exc.__context__
+        reason = redact(f"{type(cause).__name__}: {cause}" if cause else _server_message(exc), secrets)
+        return RetryableBackendError(f"{spec}: connection failed ({reason}); is the server at "
+                                     f"{redact_url(base_url) or 'the provider'} reachable?")
+    if isinstance(exc, (openai.APIStatusError, openai.APIError)) and isinstance(status, int):
+        headers = (getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
+                   or getattr(getattr(exc, "response", None), "headers", None))
+        return error_from_status(status, exc, spec=spec, model=model, base_url=base_url, headers=headers,
+                                 secrets=secrets, key_hint=key_hint)
+    if isinstance(exc, openai.APIError):
+        return RetryableBackendError(f"{spec}: API error: {redact(_server_message(exc), secrets)}")
+    return None
+
+
+# -- request mapping -------------------------------------------------------------------------------------------
+
+_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _schema_name(schema: Mapping[str, Any]) -> str:
+    title = schema.get("title")
+    name = _NAME.sub("_", title).strip("_") if isinstance(title, str) else ""
+    return (name or "judgment")[:64]
+
+
+def strict_compatible(schema: Any) -> bool:
+    """Whether a JSON Schema meets OpenAI's strict structured-output rules (every object closed, all keys required)."""
+    if isinstance(schema, list):
+        return all(strict_compatible(item) for item in schema)
+    if not isinstance(schema, Mapping):
+        return True
+    properties = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(properties, Mapping):
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required") or ()) != set(properties or {}):
+            return False
+    return all(strict_compatible(value) for key, value in schema.items() if key not in ("enum", "const", "default"))
+
+
+def response_format(schema: Mapping[str, Any], strict: bool | None) -> dict[str, Any]:
+    """The ``response_format`` asking for JSON matching ``schema`` (strict when asked, or when it qualifies)."""
+    use_strict = strict_compatible(schema) if strict is None else strict
+    return {"type": "json_schema",
+            "json_schema": {"name": _schema_name(schema), "schema": dict(schema), "strict": use_strict}}
+
+
+def guided_choice_body(choices: Iterable[str], mode: GuidedMode) -> dict[str, Any]:
+    """vLLM's constrained-choice request fields (``structured_outputs`` since 0.10.2; ``guided_choice`` before 0.12)."""
+    if mode == "guided_choice":
+        return {"guided_choice": list(choices)}
+    return {"structured_outputs": {"choice": list(choices)}}
+
+
+def guided_mode(guided: bool | str) -> GuidedMode | None:
+    """Normalise the ``guided`` option."""
+    if guided is True or guided == "structured_outputs":
+        return "structured_outputs"
+    if guided == "guided_choice":
+        return "guided_choice"
+    if guided is False or guided is None:
+        return None
+    raise BackendSpecError(f"guided={guided!r}: expected true, 'structured_outputs' (vLLM >= 0.10.2) or "
+                           "'guided_choice' (older vLLM)")
+
+
+def _is_openai_platform(base_url: str | None) -> bool:
+    if not base_url:
+        return True
+    try:
+        host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        return False
+    return host == "api.openai.com"
+
+
+# -- HTTP transport ----------------------------------------------------------------------------------------------
+
+
+def aiohttp_http_client(timeout: float) -> Any:
+    """An ``httpx.AsyncClient`` whose requests go through aiohttp.
+
+    httpx's own pool slows down sharply when many keep-alive connections are reused concurrently (encode/httpx#3215):
+    against a 100 ms server, 50 concurrent calls take 0.3-0.5 s and 200 take 2-4 s, where aiohttp takes 0.12 s and
+    0.15 s. A judge run lives at high concurrency, so the SDK gets this transport when aiohttp is installed (it comes
+    with litellm in ``rubrickit[api]``). Connection limits are left to the engine's concurrency limit.
+    """
+    import asyncio
+
+    import aiohttp
+    import httpx
+
+    dropped = {b"content-encoding", b"content-length", b"transfer-encoding"}
+
+    class AiohttpTransport(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self._session: aiohttp.ClientSession | None = None
+            self._loop: asyncio.AbstractEventLoop | None = None
+            self._guard: Any = None
+
+        async def _session_here(self) -> aiohttp.ClientSession:
+            loop = asyncio.get_running_loop()
+            if self._session is None or self._session.closed or self._loop is not loop:
+                self._abandon()
+                session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
+                # Close the session while its loop still runs: asyncio.run() closes suspended async generators
+                # before it closes the loop, so a backend reused across asyncio.run() calls leaks no sockets.
+                guard = _close_at_loop_end(session)
+                await guard.__anext__()
+                self._session, self._loop, self._guard = session, loop, guard
+            return self._session
+
+        def _abandon(self) -> None:
+            # A session whose loop ended without closing async generators cannot be awaited closed; drop its pool.
+            session, self._session, self._guard = self._session, None, None
+            if session is not None and not session.closed:
+                try:
+                    session.connector._close()  # type: ignore[union-attr]
+                except Exception:
+                    pass
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            session = await self._session_here()
+            limits = request.extensions.get("timeout") or {}
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=limits.get("connect"),
+                                            sock_read=limits.get("read"))
+            headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+            body = await request.aread()
+            try:
+                async with session.request(request.method, str(request.url), headers=headers, data=body or None,
+                                           allow_redirects=False, timeout=timeout) as response:
+                    content = await response.read()
+                    status = response.status
+                    raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers
+                           if k.lower() not in dropped]  # aiohttp already decoded the body
+            except asyncio.TimeoutError as exc:
+                raise httpx.ReadTimeout(f"{type(exc).__name__}: timed out", request=request) from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from exc
+            except aiohttp.ServerDisconnectedError as exc:
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.",
+                                                request=request) from exc
+            except aiohttp.ClientError as exc:
+                raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
+            return httpx.Response(status, headers=raw, content=content, request=request)
+
+        async def aclose(self) -> None:
+            session, guard = self._session, self._guard
+            if session is None:
+                return
+            if self._loop is asyncio.get_running_loop():
+                self._session, self._guard = None, None
+                await session.close()
+                await guard.aclose()
+            else:
+                self._abandon()
+
+    return httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout, follow_redirects=True)
+
+
+async def _close_at_loop_end(session: Any) -> Any:
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
+
+
+def _http_client(transport: str, timeout: float) -> Any:
+    if transport not in ("auto", "aiohttp", "httpx"):
+        raise BackendSpecError(f"http_transport={transport!r}: expected 'auto', 'aiohttp' or 'httpx'")
+    if transport == "httpx":
+        return None
+    try:
+        return aiohttp_http_client(timeout)
+    except ImportError:
+        if transport == "aiohttp":
+            raise MissingDependencyError("http_transport='aiohttp' needs the 'aiohttp' package; install it with: "
+                                         "pip install 'rubrickit[api]'") from None
+        return None
+
+
+class OpenAIBackend:
+    """The ``openai`` SDK against OpenAI or any OpenAI-compatible server.
+
+    ``base_url`` points at another server (``http://127.0.0.1:8000/v1`` for vLLM); ``api_key`` defaults to
+    ``OPENAI_API_KEY`` (a placeholder is sent to a ``base_url`` when neither is set); ``timeout`` is per request.
+    ``guided`` turns on vLLM's constrained choice (``True``/``"structured_outputs"``, or ``"guided_choice"`` for
+    vLLM < 0.12) and with it ``capabilities.choices``. ``max_tokens_param`` picks the body field for
+    ``max_tokens``: ``"auto"`` sends ``max_completion_tokens`` to api.openai.com (its reasoning models reject
+    ``max_tokens``) and ``max_tokens`` to every other server (llama.cpp and llamafile ignore the newer name).
+    ``strict_schema`` forces OpenAI's strict JSON-schema mode on or off (default: on when the schema qualifies).
+    ``extra_body`` is merged into every request body (e.g. ``{"chat_template_kwargs": {"enable_thinking": False}}``
+    for vLLM). ``drop_params`` names body fields never to send (``("temperature",)`` for OpenAI reasoning models,
+    which reject any temperature but 1). ``http_transport`` is ``"auto"`` (aiohttp when installed, else httpx),
+    ``"aiohttp"`` or ``"httpx"``; see :func:`aiohttp_http_client` for why. Other keyword options go to
+    ``openai.AsyncOpenAI`` (``default_headers``, ``organization``, ``http_client``, …).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        guided: bool | GuidedMode = False,
+        max_tokens_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto",
+        strict_schema: bool | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        drop_params: Iterable[str] = (),
+        http_transport: Literal["auto", "aiohttp", "httpx"] = "auto",
+        **client_options: Any,
+    ):
+        if not model or not model.strip():
+            raise BackendSpecError("openai: needs a model name, e.g. 'openai:gpt-4.1-mini'")
+        if max_tokens_param not in ("auto", "max_tokens", "max_completion_tokens"):
+            raise BackendSpecError(f"max_tokens_param={max_tokens_param!r}: expected 'auto', 'max_tokens' or "
+                                   "'max_completion_tokens'")
+        openai = import_sdk("openai")
+        self.model = model
+        self.spec = f"openai:{model}"
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self._guided = guided_mode(guided)
+        self._strict = strict_schema
+        self._extra_body = dict(extra_body or {})
+        self._drop = frozenset(drop_params)
+        effective_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if max_tokens_param == "auto":
+            max_tokens_param = "max_completion_tokens" if _is_openai_platform(effective_url) else "max_tokens"
+        self._max_tokens_param = max_tokens_param
+        key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        if key is None:
+            if effective_url is None:
+                raise MissingCredentialsError(
+                    f"{self.spec} needs an API key: set the OPENAI_API_KEY environment variable (or point "
+                    "--base-url at an OpenAI-compatible server, which needs none)")
+            key = "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) accept any key, but the SDK insists on one
+        self.capabilities = Capabilities(logprobs=True, json_schema=True, choices=self._guided is not None,
+                                         prefix_cache=True)
+        if "http_client" not in client_options:
+            http_client = _http_client(http_transport, self.timeout)
+            if http_client is not None:
+                client_options["http_client"] = http_client
+        self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout,
+                                          **client_options)
+
+    def __repr__(self) -> str:
+        where = f", base_url={redact_url(self.base_url)!r}" if self.base_url else ""
+        return f"OpenAIBackend(spec={self.spec!r}{where})"
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (getattr(self._client, "api_key", None),)
+
+    def request_params(self, request: CompletionRequest) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for ``request``."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "temperature": request.temperature,
+            self._max_tokens_param: request.max_tokens,
+        }
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if request.logprobs:
+            params["logprobs"] = True
+            if request.top_logprobs:
+                params["top_logprobs"] = request.top_logprobs
+        extra = dict(self._extra_body)
+        if request.choices and self._guided is not None:
+            # One structured-output constraint per request: vLLM rejects a choice and a schema together.
+            extra.update(guided_choice_body(request.choices, self._guided))
+        elif request.json_schema is not None:
+            params["response_format"] = response_format(request.json_schema, self._strict)
+        if extra:
+            params["extra_body"] = extra
+        for name in self._drop:
+            params.pop(name, None)
+        return params
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """One chat-completion call; failures become :class:`RetryableBackendError` / :class:`FatalBackendError`."""
+        params = self.request_params(request)
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(**params)
+            text = raw.http_response.text
+        except Exception as exc:
+            mapped = map_sdk_error(exc, spec=self.spec, model=self.model, base_url=self.base_url,
+                                   timeout=self.timeout, secrets=self._secrets())
+            if mapped is None:
+                raise
+            raise mapped from None  # the SDK's exception may quote the server verbatim; ours is redacted
+        try:
+            data = json.loads(text)
+        except ValueError:
+            snippet = redact(" ".join(text[:120].split()), self._secrets())
+            raise RetryableBackendError(f"{self.spec}: malformed body: HTTP 200 but not JSON ({snippet!r})",
+                                        status=raw.http_response.status_code) from None
+        if not isinstance(data, Mapping):
+            raise RetryableBackendError(f"{self.spec}: malformed body: expected a JSON object")
+        return completion_from_response(data, spec=self.spec)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and its connections."""
+        await self._client.close()
