@@ -1,0 +1,334 @@
+"""Data rows to judge: responses (:class:`DataItem`) and response pairs (:class:`PairItem`), and their loaders.
+
+Files: JSONL (optionally ``.jsonl.gz``), a JSON array (``.json``), CSV (optionally ``.csv.gz``), or a Hugging Face
+dataset saved with ``save_to_disk`` (a folder; needs the ``datasets`` package). A ``prompt`` may be a string or a
+chat, a list of ``{"role", "content"}`` messages; in CSV cells a chat is written as its JSON.
+
+Columns map onto fields with ``mapping={field: column}`` (``{"response": "output"}`` reads the ``output`` column as
+the response). Columns that are not fields are kept in ``meta``. Pairs may also come as ``chosen``/``rejected``
+columns: the chosen response becomes A and the label ``A`` (both orders are judged, so the placement does not bias
+the result); when they are whole chats, the last message is the response and the rest the prompt.
+
+A row without an ``id`` gets a stable one: ``sha256:`` + the first 16 hex digits of the SHA-256 of the canonical JSON
+of ``[prompt, response]`` (``[prompt, response_a, response_b]`` for pairs), so re-running on the same file gives the
+same ids and ``--resume`` works. Every problem names the file, line and field (``data.jsonl:7: response: missing
+required field; add it``); duplicate ids name both lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .._io import open_text
+from ..errors import MissingDependencyError, RubricError, format_location
+
+__all__ = ["ChatMessage", "DataItem", "PairItem", "load_items", "load_pairs", "stable_id"]
+
+MAX_PROBLEMS = 50
+
+_CONFIG = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class ChatMessage(BaseModel):
+    """One message of a chat prompt."""
+
+    model_config = _CONFIG
+
+    role: str
+    """``system``, ``user``, ``assistant`` (or ``tool``)."""
+    content: str
+    """The text."""
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        role = value.strip().lower()
+        if role not in ("system", "user", "assistant", "tool", "developer"):
+            raise ValueError(f"role must be system, user, assistant or tool, got {value!r}")
+        return role
+
+
+Prompt = str | list[ChatMessage]
+
+
+def stable_id(*parts: Any) -> str:
+    """``sha256:<16 hex>`` of the canonical JSON of ``parts`` (the id of a row that has none)."""
+    plain = [[m.model_dump() for m in p] if isinstance(p, list) and p and isinstance(p[0], ChatMessage) else p
+             for p in parts]
+    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _split_extras(cls: type[BaseModel], data: Any) -> Any:
+    """Move unknown keys into ``meta`` (data files carry extra columns); turn numeric ids into strings."""
+    if not isinstance(data, Mapping):
+        return data
+    data = dict(data)
+    known = set(cls.model_fields)
+    given = data.get("meta")
+    meta = dict(given) if isinstance(given, Mapping) else ({} if given is None else {"meta": given})
+    for key in [k for k in data if k not in known]:
+        meta[key] = data.pop(key)
+    data["meta"] = meta
+    for key in ("id", "prompt_id"):
+        if isinstance(data.get(key), (int, float)) and not isinstance(data.get(key), bool):
+            data[key] = str(data[key])
+    return data
+
+
+class DataItem(BaseModel):
+    """One response to judge, with the prompt it answers."""
+
+    model_config = _CONFIG
+
+    id: str = ""
+    """The row's id (score records carry it as ``item_id``); a stable hash when the row has none."""
+    prompt: Prompt
+    """The user prompt: a string, or a chat as a list of ``{role, content}`` messages."""
+    response: str
+    """The response being judged."""
+    reference: str | None = None
+    """A reference answer, shown to the judge when present."""
+    prompt_id: str | None = None
+    """Picks the prompt-specific rubric from a rubric set."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """Other columns of the row, kept as they were."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extras(cls, data: Any) -> Any:
+        return _split_extras(cls, data)
+
+    @model_validator(mode="after")
+    def _default_id(self) -> DataItem:
+        if not self.id:
+            object.__setattr__(self, "id", stable_id(self.prompt, self.response))
+        return self
+
+
+class PairItem(BaseModel):
+    """Two responses to the same prompt, to compare."""
+
+    model_config = _CONFIG
+
+    id: str = ""
+    """The pair's id (records carry it as ``pair_id``); a stable hash when the row has none."""
+    prompt: Prompt
+    """The user prompt: a string or a chat."""
+    response_a: str
+    """The first response."""
+    response_b: str
+    """The second response."""
+    label: Literal["A", "B", "tie"] | None = None
+    """The gold preference, when known (records then say whether the judge got it right)."""
+    subset: str | None = None
+    """A subset or category name, for per-subset reports."""
+    prompt_id: str | None = None
+    """Picks the prompt-specific rubric from a rubric set."""
+    reference: str | None = None
+    """A reference answer, shown to the judge when present."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """Other columns of the row, kept as they were."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extras(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "chosen" in data and "rejected" in data:
+            data = _from_chosen_rejected(dict(data))
+        return _split_extras(cls, data)
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            folded = value.strip().lower()
+            return {"a": "A", "b": "B", "tie": "tie", "": None}.get(folded, value)
+        return value
+
+    @model_validator(mode="after")
+    def _default_id(self) -> PairItem:
+        if not self.id:
+            object.__setattr__(self, "id", stable_id(self.prompt, self.response_a, self.response_b))
+        return self
+
+
+def _last_turn(value: Any) -> tuple[Any, Any]:
+    """Split a chat into (earlier messages, last message content); a string is (None, itself)."""
+    if isinstance(value, list) and value and isinstance(value[-1], Mapping):
+        return value[:-1], value[-1].get("content")
+    return None, value
+
+
+def _from_chosen_rejected(data: dict[str, Any]) -> dict[str, Any]:
+    before, chosen = _last_turn(data.pop("chosen"))
+    _, rejected = _last_turn(data.pop("rejected"))
+    data.setdefault("response_a", chosen)
+    data.setdefault("response_b", rejected)
+    if "prompt" not in data and before is not None:
+        data["prompt"] = before
+    data.setdefault("label", "A")
+    return data
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def _rows(path: Path) -> Iterator[tuple[int | None, Any]]:
+    """``(line, row)`` for each row of a data file (line numbers are 1-based; ``None`` where there are none)."""
+    name = path.name.lower()
+    if path.is_dir():
+        yield from _hf_rows(path)
+    elif name.endswith((".csv", ".csv.gz")):
+        yield from _csv_rows(path)
+    elif name.endswith(".json"):
+        yield from _json_array_rows(path)
+    else:
+        yield from _jsonl_rows(path)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
+    with open_text(path) as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RubricError.at(path, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}; "
+                                     "each line must be one JSON object") from None
+
+
+def _json_array_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
+    try:
+        with open_text(path) as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise RubricError.at(path, exc.lineno, None, f"invalid JSON: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise RubricError.at(path, None, None, "expected a JSON array of row objects (or use JSONL: one per line)")
+    for index, row in enumerate(data):
+        yield index + 1, row
+
+
+def _csv_cell(value: str) -> Any:
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            return value
+        if isinstance(parsed, list) and all(isinstance(m, dict) and "content" in m for m in parsed):
+            return parsed
+    return value
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
+    with open_text(path) as fh:
+        text = fh.read()
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        if reader.line_num and not any((v or "").strip() for v in row.values()):
+            continue
+        cleaned = {k: _csv_cell(v) for k, v in row.items() if k is not None and v is not None and v != ""}
+        yield reader.line_num, cleaned
+
+
+def _hf_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
+    try:
+        import datasets  # type: ignore[import-not-found]
+    except ImportError:
+        raise MissingDependencyError(f"{path}: reading a Hugging Face dataset folder needs the 'datasets' package; "
+                                     "run: pip install datasets (or export the data to JSONL)") from None
+    dataset = datasets.load_from_disk(str(path))
+    if isinstance(dataset, datasets.DatasetDict):
+        if len(dataset) != 1:
+            raise RubricError.at(path, None, None, f"the dataset has splits {sorted(dataset)}; save one split")
+        dataset = next(iter(dataset.values()))
+    for index, row in enumerate(dataset):
+        yield index + 1, row
+
+
+def _apply_mapping(row: Any, mapping: Mapping[str, str] | None) -> Any:
+    if not mapping or not isinstance(row, Mapping):
+        return row
+    row = dict(row)
+    for field, column in mapping.items():
+        if column in row:
+            row[field] = row.pop(column)
+    return row
+
+
+def _problems(exc: ValidationError, path: Path, line: int | None, model: type[BaseModel]) -> list[str]:
+    from ..rubric_io import describe_error
+
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or None
+        message = describe_error(error, list(model.model_fields) if error["type"] == "extra_forbidden" else None)
+        if error["type"] == "missing" and field in ("response", "prompt", "response_a", "response_b"):
+            message += f" (or map your column onto it: mapping={{'{field}': 'your_column'}}, --map {field}=COLUMN)"
+        problems.append(format_location(path, line, field, message))
+    return problems
+
+
+def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None) -> list[Any]:
+    path = Path(path)
+    if not path.exists():
+        raise RubricError.at(path, None, None, "no such file; give the data file (JSONL, JSONL.gz, JSON or CSV)")
+    rows: list[Any] = []
+    problems: list[str] = []
+    first_line: dict[str, int | None] = {}
+    for line, raw in _rows(path):
+        if not isinstance(raw, Mapping):
+            problems.append(format_location(path, line, None, f"expected an object, got {type(raw).__name__}"))
+            continue
+        try:
+            row = model.model_validate(_apply_mapping(raw, mapping))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, path, line, model))
+        else:
+            if row.id in first_line:
+                where = f"line {first_line[row.id]}" if first_line[row.id] is not None else "an earlier row"
+                problems.append(format_location(path, line, "id", f"{row.id!r} already appears on {where}; give "
+                                                "every row its own id"))
+            else:
+                first_line[row.id] = line
+                rows.append(row)
+        if len(problems) >= MAX_PROBLEMS:
+            problems.append(f"{path}: stopping after {MAX_PROBLEMS} problems")
+            break
+    if problems:
+        raise RubricError(problems)
+    return rows
+
+
+def load_items(path: str | Path, *, mapping: Mapping[str, str] | None = None) -> list[DataItem]:
+    """Read responses to judge from a JSONL / JSONL.gz / JSON / CSV file or a saved HF dataset folder.
+
+    ``mapping`` maps fields onto the file's columns (``{"response": "output"}``). Raises :class:`RubricError`
+    listing every problem as ``file:line: field: message``.
+    """
+    return _load(path, DataItem, mapping)
+
+
+def load_pairs(path: str | Path, *, mapping: Mapping[str, str] | None = None) -> list[PairItem]:
+    """Read response pairs (``response_a``/``response_b``, or ``chosen``/``rejected``) like :func:`load_items`."""
+    return _load(path, PairItem, mapping)
+
+
+def coerce_items(items: Iterable[DataItem | Mapping[str, Any]]) -> list[DataItem]:
+    """Rows given in code (models or dicts) as :class:`DataItem` objects."""
+    return [item if isinstance(item, DataItem) else DataItem.model_validate(item) for item in items]
+
+
+def coerce_pairs(pairs: Iterable[PairItem | Mapping[str, Any]]) -> list[PairItem]:
+    """Pairs given in code (models or dicts) as :class:`PairItem` objects."""
+    return [pair if isinstance(pair, PairItem) else PairItem.model_validate(pair) for pair in pairs]

@@ -1,0 +1,603 @@
+"""The judge engine: :class:`Judge` turns rubrics and responses into score records (and pairs into pair records).
+
+Every path is written once, async; ``score``/``score_many``/``compare``/``compare_many`` are small sync facades that
+run it on a private event-loop thread (so they work inside and outside a running loop, and a backend's connection
+pool stays on one loop). Per call the engine: builds the request (:mod:`.tasks`), deduplicates identical requests
+in flight and recently finished (one call, the answer fanned out), looks it up in the persistent cache, waits for a
+concurrency slot and the rate limits, calls the backend with retries (batched for a
+:class:`~rubrickit.backends.base.BatchBackend`), re-asks a bounded number of times when the reply cannot be read,
+and records every failure as an ``error`` verdict — never as met, unmet or 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..aggregate import score_record
+from ..backends.base import (
+    Backend,
+    BatchBackend,
+    ChoiceScorer,
+    Completion,
+    CompletionRequest,
+    FatalBackendError,
+)
+from ..errors import RubrickitError
+from ..rubric import Rubric, RubricSet, ScoreRecord
+from .accounting import Accounting, Plan, estimate_tokens
+from .cache import JudgeCache, default_cache_dir
+from .data import DataItem, PairItem, coerce_items, coerce_pairs
+from .journal import Journal
+from .limits import RateLimiter
+from .modes import ChoiceScoring, Failure, OwnerGone, TraceWriter, failure_of, partial_errors, read_reply, task_verdicts
+from .parse import ParseError
+from .progress import Progress
+from .prompts import PromptLibrary
+from .retry import RetryPolicy, call_with_retries
+from .tasks import Call, Mode, Task, TaskBuilder, assign_rubrics, build_plan
+
+__all__ = ["Judge", "JudgeModeError", "JudgeOptions"]
+
+T = TypeVar("T")
+Rubrics = Rubric | RubricSet | Sequence[Rubric]
+
+_MEMO_LIMIT = 50_000
+"""Finished answers kept in memory for deduplication (beyond this, the persistent cache answers repeats)."""
+
+
+class JudgeModeError(RubrickitError, ValueError):
+    """The judge cannot do what the options ask (e.g. logprob mode on a backend without logprobs)."""
+
+
+class JudgeOptions(BaseModel):
+    """How the engine judges: mode, limits, retries, cache, repeats. Immutable; copy with overrides."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    mode: Mode = "per_criterion"
+    """``per_criterion`` (one call per response × criterion), ``per_response`` (one call per response),
+    ``logprob`` (one-token Yes/No with probabilities), ``likert`` (expected level of scale criteria from digit
+    probabilities), ``holistic`` (one 1–10 rating per response)."""
+    concurrency: int = Field(16, ge=1)
+    """Backend calls in flight at once."""
+    rpm: float | None = Field(None, gt=0)
+    """Requests per minute (``None``: no limit)."""
+    tpm: float | None = Field(None, gt=0)
+    """Tokens per minute, prompt + generated (``None``: no limit)."""
+    max_tokens: int = Field(512, ge=1)
+    """Upper bound on the judge's reply (one-token modes ask for 1)."""
+    temperature: float = Field(0.0, ge=0.0)
+    """Sampling temperature; raise it with ``repeat`` to estimate judge variance."""
+    reasks: int = Field(2, ge=0)
+    """Re-asks after an unreadable reply before the verdict becomes an error."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retries of failing calls (backoff, jitter, Retry-After)."""
+    cache_dir: Path | None = None
+    """Folder of the persistent judge cache (``None``: ``$RUBRICKIT_CACHE_DIR`` or ``~/.cache/rubrickit``)."""
+    use_cache: bool = True
+    """Look answers up in (and add them to) the persistent cache."""
+    repeat: int = Field(1, ge=1)
+    """Judge every item this many times (repeat r > 0 gets its own seed and cache entries)."""
+    pairwise_fallback: bool = True
+    """When a rubric comparison ties, let a direct pairwise judgment (both orders) decide."""
+    templates_dir: Path | None = None
+    """A folder of template overrides (same file names as ``prompts/``)."""
+    progress: bool | None = None
+    """Show a progress bar (``None``: when stderr is a terminal)."""
+    trace_path: Path | None = None
+    """Append every request sent and raw reply received to this JSONL file, for audit (never API keys)."""
+    batch_size: int | None = Field(None, ge=1)
+    """Requests per batch on a batching backend (``None``: ``concurrency``)."""
+
+
+class _Batcher:
+    """Collects concurrent requests into ``complete_batch`` calls (a batch closes when no more arrive)."""
+
+    def __init__(self, backend: Any, size: int):
+        self.backend = backend
+        self.size = size
+        self.queue: list[tuple[CompletionRequest, asyncio.Future]] = []
+        self.flusher: asyncio.Task | None = None
+
+    async def submit(self, request: CompletionRequest) -> Completion:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((request, future))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self.queue:
+            size = -1
+            while size != len(self.queue) and len(self.queue) < self.size:
+                size = len(self.queue)
+                await asyncio.sleep(0)  # let the other ready tasks add their requests
+            batch, self.queue = self.queue[: self.size], self.queue[self.size:]
+            try:
+                results = await self.backend.complete_batch([request for request, _ in batch])
+            except Exception as error:  # the whole batch failed: every request gets the error (and its retries)
+                results = [error] * len(batch)
+            if len(results) != len(batch):
+                wrong = FatalBackendError(f"complete_batch returned {len(results)} results for {len(batch)} requests")
+                results = [wrong] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
+class _LoopState:
+    """What belongs to one event loop: the concurrency slots, rate limiter, in-memory dedup and batcher."""
+
+    def __init__(self, judge: Judge):
+        options = judge.options
+        self.loop = asyncio.get_running_loop()
+        self.semaphore = asyncio.Semaphore(options.concurrency)
+        self.limiter = RateLimiter(options.rpm, options.tpm, clock=judge._clock, sleep=judge._sleep)
+        self.memo: OrderedDict[str, asyncio.Future] = OrderedDict()
+        backend = judge.backend
+        self.batcher = None
+        if backend.capabilities.batch and isinstance(backend, BatchBackend):
+            self.batcher = _Batcher(backend, options.batch_size or options.concurrency)
+
+
+class _Runner:
+    """A private event loop on a daemon thread, for the sync facades."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="rubrickit-judge", daemon=True)
+        self.thread.start()
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("a sync Judge method was called from the judge's own loop; await the a… method")
+        future = asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _check_journal(journal: Journal | None, field: str, fields: str) -> None:
+    if journal is not None and field not in journal.key_fields:
+        raise RubrickitError(f"the journal is keyed by {', '.join(journal.key_fields)}, but these records are keyed "
+                             f"by {field!r}; open it with Journal(path, key_fields={fields})")
+
+
+class Judge(ChoiceScoring):
+    """Scores responses against rubrics (and compares pairs) with one backend.
+
+    ``judge`` is a spec string (``openai:gpt-4.1-mini``, ``hf:Qwen/…``, ``fake:x``), a backend object, or ``None``
+    for the embedded judge. Options come from ``options`` with ``option_overrides`` applied
+    (``Judge("openai:gpt-4.1-mini", mode="logprob", concurrency=32)``); ``backend_options`` go to the backend's
+    factory. A backend created here is closed by :meth:`close`/:meth:`aclose`; a backend object passed in is not.
+    """
+
+    def __init__(self, judge: str | Backend | None = None, *, base_url: str | None = None,
+                 options: JudgeOptions | None = None, backend_options: dict[str, Any] | None = None,
+                 **option_overrides: Any):
+        from ..backends.registry import get_backend
+
+        base = options or JudgeOptions()
+        if option_overrides:
+            base = JudgeOptions.model_validate({**dict(base), **option_overrides})
+        self.options: JudgeOptions = base
+        """The options in force."""
+        self._owns_backend = judge is None or isinstance(judge, str)
+        self.backend: Backend = get_backend(judge, base_url=base_url, **(backend_options or {}))
+        """The backend that answers."""
+        self.library = PromptLibrary(base.templates_dir)
+        """The prompt templates."""
+        self.accounting = Accounting(judge=self.backend.spec)
+        """Calls, tokens, cache hits, retries, errors and cost so far."""
+        self.duplicates = 0
+        """Requests answered by an identical request of the same run (deduplicated, no call)."""
+        self._scorer = isinstance(self.backend, ChoiceScorer)
+        self.builder = TaskBuilder(self.library, self.backend.capabilities, mode=base.mode,
+                                   max_tokens=base.max_tokens, temperature=base.temperature,
+                                   choice_scorer=self._scorer)
+        """Builds the tasks and requests."""
+        self._cache = JudgeCache(base.cache_dir or default_cache_dir()) if base.use_cache else None
+        self._trace = TraceWriter(base.trace_path) if base.trace_path is not None else None
+        self._state: _LoopState | None = None
+        self._runner: _Runner | None = None
+        # Waits and time of retries and rate limits (tests inject fakes so they never sleep).
+        self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+        self._clock: Callable[[], float] = time.monotonic
+        self._closed = False
+
+    @property
+    def spec(self) -> str:
+        """The judge's spec string (stamped on every record)."""
+        return self.backend.spec
+
+    def summary(self) -> dict[str, Any]:
+        """The accounting of the run so far, with the number of deduplicated requests."""
+        return {**self.accounting.as_dict(), "duplicates": self.duplicates}
+
+    def check_mode(self) -> None:
+        """Raise :class:`JudgeModeError` up front when the backend cannot do the mode."""
+        if self.options.mode == "logprob" and not self.builder.probabilities:
+            raise JudgeModeError(
+                f"judge {self.spec!r} returns no token probabilities, which logprob mode needs; use a backend with "
+                "logprobs (openai: with a model that returns them, vllm:, hf:, embedded) or --mode per_criterion")
+
+    # ------------------------------------------------------------------ one call
+
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        if self._state is None or self._state.loop is not loop:
+            self._state = _LoopState(self)
+        return self._state
+
+    def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
+        self.accounting.record_retry()
+
+    async def _send(self, request: CompletionRequest) -> Completion:
+        state = self._loop_state()
+        if state.batcher is not None:
+            return await state.batcher.submit(request)
+        return await self.backend.complete(request)
+
+    async def _fetch(self, key: str, request: CompletionRequest) -> tuple[Completion, str]:
+        """Answer from the cache, else from the backend (concurrency slot, rate limits, retries)."""
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.accounting.record_completion(hit, from_cache=True)
+                return hit, "cache"
+        state = self._loop_state()
+        async with state.semaphore:
+            estimate = estimate_tokens(request.prompt_text()) + request.max_tokens
+            await state.limiter.acquire(estimate)
+            completion = await call_with_retries(lambda: self._send(request), self.options.retry,
+                                                 sleep=self._sleep, on_retry=self._on_retry)
+            used = completion.usage.input_tokens + completion.usage.output_tokens
+            state.limiter.correct(estimate, used or estimate)
+        self.accounting.record_completion(completion, from_cache=False)
+        if self._cache is not None:
+            self._cache.put(key, completion, spec=self.spec)
+        return completion, "backend"
+
+    def _claim(self, key: str) -> tuple[asyncio.Future, bool]:
+        """The future of ``key``: an identical request's (under way or done; ``False``), or a new one the caller
+        now owns and must settle (``True``)."""
+        state = self._loop_state()
+        future = state.memo.get(key)
+        if future is not None:
+            state.memo.move_to_end(key)
+            self.duplicates += 1
+            return future, False
+        future = state.memo[key] = state.loop.create_future()
+        while len(state.memo) > _MEMO_LIMIT:
+            state.memo.popitem(last=False)
+        return future, True
+
+    def _settle(self, key: str, future: asyncio.Future, result: Completion | BaseException) -> None:
+        if isinstance(result, BaseException):
+            # A failure is not remembered: a later identical request tries again.
+            state = self._loop_state()
+            if state.memo.get(key) is future:
+                del state.memo[key]
+        if future.done():
+            return
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+            future.exception()  # retrieved here, so an unawaited failure is not reported as "never retrieved"
+        else:
+            future.set_result(result)
+
+    async def send(self, request: CompletionRequest, salt: str = "") -> tuple[Completion, str]:
+        """One request through dedup, cache, limits and retries; returns the completion and where it came from
+        (``backend``, ``cache`` or ``duplicate``). Raises the backend's error after the retries."""
+        key = JudgeCache.key(self.spec, request, salt=salt)
+        while True:
+            future, owned = self._claim(key)
+            if owned:
+                break
+            try:
+                return await asyncio.shield(future), "duplicate"
+            except OwnerGone:
+                continue
+        try:
+            completion, source = await self._fetch(key, request)
+        except asyncio.CancelledError:
+            self._settle(key, future, OwnerGone())
+            raise
+        except Exception as error:
+            self._settle(key, future, error)
+            raise
+        self._settle(key, future, completion)
+        return completion, source
+
+    async def run_call(self, call: Call, context: Mapping[str, Any]) -> Any:
+        """Send a call and read its reply, re-asking up to ``reasks`` times; a :class:`Failure` when it fails."""
+        request = call.request
+        reason, raw = "", ""
+        for attempt in range(self.options.reasks + 1):
+            try:
+                completion, source = await self.send(request, call.salt)
+            except Exception as error:
+                failure = failure_of(error, self.options.retry)
+                self.accounting.record_error(failure.kind)
+                self._record(context, request, None, "error", failure.describe())
+                return failure
+            self._record(context, request, completion, source)
+            try:
+                return read_reply(call, completion)
+            except ParseError as error:
+                reason, raw = error.reason, completion.text
+            if attempt < self.options.reasks:
+                # The conversation grows (each re-ask follows the last reply), so every re-ask is a new request
+                # rather than a cache hit of the previous one.
+                messages = self.library.reask(request.messages, raw, reason, call.contract)
+                request = request.model_copy(update={"messages": messages})
+        self.accounting.record_error("parse")
+        return Failure("parse", f"unreadable reply after {self.options.reasks} re-ask(s): {reason}", raw=raw)
+
+    def _record(self, context: Mapping[str, Any], request: CompletionRequest, completion: Completion | None,
+                source: str, error: str | None = None) -> None:
+        if self._trace is not None:
+            self._trace.write(context, request, completion, source, error)
+
+    # ------------------------------------------------------------------ tasks → verdicts → records
+
+    async def run_tasks(self, tasks: Sequence[Task], context: Mapping[str, Any]) -> list[Any]:
+        """The outcome of every task (``None`` for checks), grouping one-token calls for a choice scorer."""
+        outcomes: list[Any] = [None] * len(tasks)
+        singles: list[int] = []
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, task in enumerate(tasks):
+            if task.call is not None and self._scorer and task.call.choices:
+                groups.setdefault(task.call.choices, []).append(index)
+            elif task.call is not None:
+                singles.append(index)
+        jobs = [self.run_call(tasks[i].call, {**context, "criteria": [c.id for c in tasks[i].criteria]})
+                for i in singles]  # type: ignore[arg-type]
+        jobs += [self.choice_group([tasks[i].call for i in indices],  # type: ignore[misc]
+                                    {**context, "criteria": [tasks[i].criteria[0].id for i in indices]})
+                 for indices in groups.values()]
+        results = await asyncio.gather(*jobs)
+        for index, result in zip(singles, results[: len(singles)], strict=True):
+            outcomes[index] = result
+        for indices, group in zip(groups.values(), results[len(singles):], strict=True):
+            for index, result in zip(indices, group, strict=True):
+                outcomes[index] = result
+        return outcomes
+
+    async def ascore(self, rubric: Rubric | RubricSet, item: DataItem | Mapping[str, Any], *,
+                     repeat: int = 0) -> ScoreRecord:
+        """Judge one response under a rubric (a rubric set picks by the item's ``prompt_id``)."""
+        (data,) = coerce_items([item])
+        self.check_mode()
+        ((_, chosen),) = assign_rubrics(rubric, [data])
+        return await self._score(data, chosen, repeat)
+
+    async def _score(self, item: DataItem, rubric: Rubric, repeat: int) -> ScoreRecord:
+        tasks = self.builder.item_tasks(rubric, item, repeat)
+        context = {"item_id": item.id, "rubric_id": rubric.id, "repeat": repeat}
+        outcomes = await self.run_tasks(tasks, context)
+        verdicts = []
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            for _ in range(partial_errors(task, outcome)):
+                self.accounting.record_error("parse")
+            verdicts.extend(task_verdicts(task, outcome))
+        if self.options.mode == "holistic" and rubric.aggregation != "holistic":
+            rubric = rubric.model_copy(update={"aggregation": "holistic"})
+        record = score_record(rubric, verdicts, item_id=item.id, judge=self.spec)
+        return record.model_copy(update={"repeat": repeat})
+
+    async def ascore_many(self, rubrics: Rubrics, items: Iterable[DataItem | Mapping[str, Any]], *,
+                          journal: Journal | None = None) -> AsyncIterator[ScoreRecord]:
+        """Judge many responses, yielding each record as its item finishes (not in input order).
+
+        Every item gets each rubric that applies (a rubric set picks by ``prompt_id``; a missing rubric is a
+        :class:`RubricError` before any call), ``repeat`` times. With a ``journal``, finished (item, rubric,
+        repeat) keys are skipped and each record is appended as it finishes.
+        """
+        self.check_mode()
+        _check_journal(journal, "item_id", "DEFAULT_KEY_FIELDS")
+        jobs = [(item, rubric, r) for item, rubric in assign_rubrics(rubrics, coerce_items(items))
+                for r in range(self.options.repeat)
+                if journal is None or (item.id, rubric.id, r) not in journal.done]
+        async for record in self._stream(jobs, self._score, journal, "Judging"):
+            yield record
+
+    async def _stream(self, jobs: Sequence[tuple], run: Callable[..., Awaitable[Any]], journal: Journal | None,
+                      description: str) -> AsyncIterator[Any]:
+        window = max(4, 2 * self.options.concurrency)
+        pending: dict[asyncio.Future, int] = {}
+        position = 0
+        with Progress(len(jobs), description, enabled=self.options.progress) as progress:
+            try:
+                while pending or position < len(jobs):
+                    while position < len(jobs) and len(pending) < window:
+                        pending[asyncio.ensure_future(run(*jobs[position]))] = position
+                        position += 1
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for finished in sorted(done, key=lambda task: pending[task]):
+                        del pending[finished]
+                        record = finished.result()
+                        if journal is not None:
+                            journal.append(record)
+                        progress.advance(1)
+                        yield record
+            finally:
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
+
+    # ------------------------------------------------------------------ pairs
+
+    async def acompare(self, rubric: Rubric | RubricSet | None, pair: PairItem | Mapping[str, Any], *,
+                       repeat: int = 0) -> Any:
+        """Compare two responses: per criterion in both orders (margin Σ w·(a−b)), or directly without a rubric."""
+        from .pairwise import compare_pair
+
+        (data,) = coerce_pairs([pair])
+        ((_, chosen),) = assign_rubrics(rubric, [data], optional=True)
+        return await compare_pair(self, chosen, data, repeat)
+
+    async def acompare_many(self, rubrics: Rubrics | None, pairs: Iterable[PairItem | Mapping[str, Any]], *,
+                            journal: Journal | None = None) -> AsyncIterator[Any]:
+        """Compare many pairs, yielding each :class:`PairRecord` as it finishes (journal as in ascore_many)."""
+        from .pairwise import compare_pair
+
+        _check_journal(journal, "pair_id", "PAIR_KEY_FIELDS (or ('pair_id', 'repeat') for direct comparisons)")
+        jobs = []
+        for pair, rubric in assign_rubrics(rubrics, coerce_pairs(pairs), optional=True):
+            for r in range(self.options.repeat):
+                probe = {"pair_id": pair.id, "rubric_id": rubric.id if rubric else None, "repeat": r}
+                if journal is None or journal.key(probe) not in journal.done:
+                    jobs.append((rubric, pair, r))
+
+        async def run(rubric: Rubric | None, pair: PairItem, repeat: int) -> Any:
+            return await compare_pair(self, rubric, pair, repeat)
+
+        async for record in self._stream(jobs, run, journal, "Comparing"):
+            yield record
+
+    # ------------------------------------------------------------------ sync facades
+
+    def _sync(self, awaitable: Awaitable[T]) -> T:
+        if self._runner is None:
+            self._runner = _Runner()
+        return self._runner.run(awaitable)
+
+    def _sync_iter(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self._sync(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._sync(agen.aclose())  # type: ignore[attr-defined]
+
+    def score(self, rubric: Rubric | RubricSet, item: DataItem | Mapping[str, Any], *, repeat: int = 0) -> ScoreRecord:
+        """Sync :meth:`ascore` (works inside a running event loop too)."""
+        return self._sync(self.ascore(rubric, item, repeat=repeat))
+
+    def score_many(self, rubrics: Rubrics, items: Iterable[DataItem | Mapping[str, Any]], *,
+                   journal: Journal | None = None) -> Iterator[ScoreRecord]:
+        """Sync :meth:`ascore_many`: an iterator that yields records as items finish."""
+        return self._sync_iter(self.ascore_many(rubrics, items, journal=journal))
+
+    def compare(self, rubric: Rubric | RubricSet | None, pair: PairItem | Mapping[str, Any], *,
+                repeat: int = 0) -> Any:
+        """Sync :meth:`acompare`."""
+        return self._sync(self.acompare(rubric, pair, repeat=repeat))
+
+    def compare_many(self, rubrics: Rubrics | None, pairs: Iterable[PairItem | Mapping[str, Any]], *,
+                     journal: Journal | None = None) -> Iterator[Any]:
+        """Sync :meth:`acompare_many`."""
+        return self._sync_iter(self.acompare_many(rubrics, pairs, journal=journal))
+
+    # ------------------------------------------------------------------ plans
+
+    def plan(self, rubrics: Rubrics, items: Iterable[DataItem | Mapping[str, Any]]) -> Plan:
+        """What :meth:`ascore_many` would do and spend (``--dry-run``), without calling the backend.
+
+        ``tasks`` counts item × criterion × repeat judgments; ``duplicates`` and ``cached`` count requests that an
+        identical request or the cache would answer; ``calls`` the requests left to send (re-asks not included).
+        """
+        self.check_mode()
+        assigned = assign_rubrics(rubrics, coerce_items(items))
+        tasks: list[Task] = []
+        for item, rubric in assigned:
+            for r in range(self.options.repeat):
+                tasks.extend(self.builder.item_tasks(rubric, item, r))
+        criteria = {(rubric.id, c.id) for _, rubric in assigned for c in rubric.criteria}
+        calls = [t.call for t in tasks if t.call is not None]
+        return build_plan(calls, **self._plan_context(), items=len(assigned), criteria=len(criteria),
+                          tasks=sum(len(t.criteria) or 1 for t in tasks),
+                          programmatic=sum(1 for t in tasks if t.kind == "check"))
+
+    def plan_compare(self, rubrics: Rubrics | None, pairs: Iterable[PairItem | Mapping[str, Any]]) -> Plan:
+        """What :meth:`acompare_many` would do (tie-break judgments, which depend on the answers, not included)."""
+        from .pairwise import pair_calls
+
+        assigned = assign_rubrics(rubrics, coerce_pairs(pairs), optional=True)
+        calls, checks, criteria = [], 0, set()
+        for pair, rubric in assigned:
+            for r in range(self.options.repeat):
+                found, local = pair_calls(self, rubric, pair, r)
+                calls.extend(found)
+                checks += local
+            if rubric is not None:
+                criteria.update((rubric.id, c.id) for c in rubric.criteria)
+        return build_plan(calls, **self._plan_context(), items=len(assigned), criteria=len(criteria),
+                          tasks=len(calls) + checks, programmatic=checks)
+
+    def _plan_context(self) -> dict[str, Any]:
+        return {"spec": self.spec, "mode": self.options.mode, "cache": self._cache}
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def aclose(self) -> None:
+        """Close the backend (when created here), the cache and the trace file."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_backend:
+            await self.backend.aclose()
+        if self._cache is not None:
+            self._cache.close()
+        if self._trace is not None:
+            self._trace.close()
+
+    def close(self) -> None:
+        """Sync :meth:`aclose`; also stops the private loop thread of the sync facades."""
+        if self._runner is not None:
+            try:
+                self._runner.run(self.aclose())
+            finally:
+                self._runner.stop()
+                self._runner = None
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.aclose())
+            return
+        runner = _Runner()
+        try:
+            runner.run(self.aclose())
+        finally:
+            runner.stop()
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Judge:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

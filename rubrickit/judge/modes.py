@@ -1,0 +1,347 @@
+"""From judge replies to verdicts, per mode: reading each reply contract and building :class:`Verdict` objects;
+the one-token path of logprob/likert modes on a choice-scoring backend (:class:`ChoiceScoring`, mixed into the
+engine); and the audit trace of every request and reply (:class:`TraceWriter`).
+
+One-token answers (logprob mode's Yes/No, likert's level digit) are read from token probabilities when the
+completion carries them — the first generated position's top alternatives, renormalised over the allowed answers
+(:func:`~rubrickit.backends.base.choice_probabilities`) — and from the text otherwise. ``p_met`` is P(Yes); the
+verdict is ``met`` when P(Yes) ≥ 0.5. A likert level is the probability-weighted expected level Σ p(l)·l.
+
+A failure (backend error after retries, or a reply still unreadable after the re-asks) becomes an ``error`` verdict
+for every criterion the call was deciding, with the reason and (for parse failures) the start of the raw reply.
+An error is never turned into met, unmet or 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..aggregate import HOLISTIC_ID
+from ..backends.base import (
+    Completion,
+    CompletionRequest,
+    FatalBackendError,
+    RetryableBackendError,
+    TokenLogprob,
+    Usage,
+    choice_probabilities,
+)
+from ..rubric import Criterion, Verdict
+from . import parse
+from .accounting import estimate_tokens
+from .cache import JudgeCache
+from .parse import LevelReply, ParseError, RatingReply, VerdictReply
+from .retry import call_with_retries
+from .tasks import YES_NO, Call, Task
+
+__all__ = [
+    "ChoiceScoring",
+    "DigitReply",
+    "Failure",
+    "OwnerGone",
+    "TraceWriter",
+    "YesNoReply",
+    "failure_of",
+    "partial_errors",
+    "read_reply",
+    "task_verdicts",
+    "token_distribution",
+]
+
+RAW_REPLY_LIMIT = 500
+"""Characters of an unreadable raw reply kept in the error verdict."""
+
+
+@dataclass(frozen=True)
+class YesNoReply:
+    """A one-token Yes/No answer; ``p_met`` is P(Yes) when probabilities were available."""
+
+    met: bool
+    p_met: float | None = None
+
+
+@dataclass(frozen=True)
+class DigitReply:
+    """A one-digit level answer; ``level`` is the expected level when probabilities were available."""
+
+    level: float
+    probabilities: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a call produced no usable reply."""
+
+    kind: str
+    """``backend`` (retryable failure after the retries), ``timeout``, ``fatal``, ``parse`` or ``unexpected``."""
+    message: str
+    """The reason."""
+    raw: str | None = None
+    """The last raw reply, for parse failures."""
+
+    def describe(self) -> str:
+        """The text of the error verdict: kind, reason and the (truncated) raw reply."""
+        text = f"{self.kind}: {self.message}"
+        if self.raw is not None:
+            raw = self.raw if len(self.raw) <= RAW_REPLY_LIMIT else self.raw[:RAW_REPLY_LIMIT] + "…"
+            text += f"; raw reply: {raw!r}"
+        return text
+
+
+class OwnerGone(Exception):
+    """The call an identical request was waiting for was cancelled (the waiter then makes the call itself)."""
+
+
+def failure_of(error: Exception, policy: Any) -> Failure:
+    """The :class:`Failure` of a call that raised ``error`` (after the retries of ``policy``)."""
+    if isinstance(error, FatalBackendError):
+        return Failure("fatal", f"{type(error).__name__}: {error}")
+    if isinstance(error, RetryableBackendError):
+        return Failure("backend", f"{type(error).__name__}: {error} (gave up after {policy.max_attempts} attempts)")
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        return Failure("timeout", f"timed out (gave up after {policy.max_attempts} attempts)")
+    return Failure("unexpected", f"{type(error).__name__}: {error}")
+
+
+def token_distribution(completion: Completion, choices: tuple[str, ...]) -> dict[str, float] | None:
+    """Probabilities of ``choices`` at the first generated position, or ``None`` without usable logprobs."""
+    if not completion.logprobs:
+        return None
+    first = completion.logprobs[0]
+    top = dict(first.top)
+    top.setdefault(first.token, first.logprob)
+    return choice_probabilities(top, choices)
+
+
+def read_reply(call: Call, completion: Completion) -> Any:
+    """Read a completion under the call's reply contract; raises :class:`ParseError` when it does not fulfil it."""
+    text = completion.text
+    reader = call.reader
+    if reader == "verdict":
+        return parse.parse_verdict(text)
+    if reader == "level":
+        return parse.parse_level(text, call.low, call.high, allow_not_applicable=call.allow_na)
+    if reader == "rating":
+        return parse.parse_rating(text, call.low, call.high)
+    if reader == "winner":
+        return parse.parse_winner(text)
+    if reader == "per_response":
+        return parse.parse_per_response(text, dict(call.scales))
+    if reader == "yes_no":
+        probabilities = token_distribution(completion, YES_NO)
+        if probabilities is not None:
+            return YesNoReply(met=probabilities["Yes"] >= 0.5, p_met=probabilities["Yes"])
+        return YesNoReply(met=parse.parse_yes_no(text))
+    if reader == "digit":
+        choices = call.choices or tuple(str(level) for level in range(call.low, call.high + 1))
+        probabilities = token_distribution(completion, choices)
+        if probabilities is not None:
+            expected = math.fsum(int(choice) * p for choice, p in probabilities.items())
+            return DigitReply(level=expected, probabilities=probabilities)
+        return DigitReply(level=float(parse.parse_digit(text, call.low, call.high)))
+    raise ValueError(f"unknown reader {reader!r}")  # pragma: no cover - tasks only build the readers above
+
+
+def _error(criterion_id: str, reason: str) -> Verdict:
+    return Verdict(criterion_id=criterion_id, verdict="error", error=reason)
+
+
+def _level_verdict(criterion: Criterion, level: float | None, rationale: str | None) -> Verdict:
+    if level is None:
+        return Verdict(criterion_id=criterion.id, verdict="not_applicable", rationale=rationale)
+    # The level decides a scale criterion's score; the label only summarises it (upper half of the scale = met).
+    label = "met" if criterion.level_fraction(level) >= 0.5 else "unmet"
+    return Verdict(criterion_id=criterion.id, verdict=label, level=level, rationale=rationale)
+
+
+def _entry_verdict(criterion: Criterion, entry: VerdictReply | LevelReply | ParseError) -> Verdict:
+    if isinstance(entry, ParseError):
+        return _error(criterion.id, f"parse: {entry.reason}")
+    if isinstance(entry, LevelReply):
+        return _level_verdict(criterion, entry.level, entry.rationale)
+    return Verdict(criterion_id=criterion.id, verdict=entry.verdict, rationale=entry.rationale)
+
+
+def task_verdicts(task: Task, outcome: Any) -> list[Verdict]:
+    """The verdicts a task's outcome (a read reply or a :class:`Failure`) gives its criteria."""
+    if task.verdict is not None:
+        return [task.verdict]
+    if isinstance(outcome, Failure):
+        ids = [HOLISTIC_ID] if task.kind == "holistic" else [c.id for c in task.criteria]
+        return [_error(cid, outcome.describe()) for cid in ids]
+    if task.kind == "holistic":
+        assert isinstance(outcome, RatingReply)
+        return [Verdict(criterion_id=HOLISTIC_ID, verdict="met", level=float(outcome.rating),
+                        rationale=outcome.rationale)]
+    if task.kind == "per_response":
+        return [_entry_verdict(c, outcome[c.id]) for c in task.criteria]
+    criterion = task.criteria[0]
+    if isinstance(outcome, VerdictReply):
+        return [Verdict(criterion_id=criterion.id, verdict=outcome.verdict, rationale=outcome.rationale)]
+    if isinstance(outcome, LevelReply):
+        return [_level_verdict(criterion, outcome.level, outcome.rationale)]
+    if isinstance(outcome, DigitReply):
+        return [_level_verdict(criterion, outcome.level, None)]
+    if isinstance(outcome, YesNoReply):
+        return [Verdict(criterion_id=criterion.id, verdict="met" if outcome.met else "unmet", p_met=outcome.p_met)]
+    raise TypeError(f"no verdict for outcome {type(outcome).__name__}")  # pragma: no cover
+
+
+def partial_errors(task: Task, outcome: Any) -> int:
+    """Criteria a per-response reply left out or got wrong (each an error verdict, counted as a parse error)."""
+    if task.kind != "per_response" or isinstance(outcome, Failure) or not isinstance(outcome, dict):
+        return 0
+    return sum(1 for entry in outcome.values() if isinstance(entry, ParseError))
+
+
+class TraceWriter:
+    """Appends one JSON line per judge request to an audit file: what was sent, what came back, from where.
+
+    Each line: ``time``, the ``context`` (item or pair id, rubric id, criteria, repeat, order), ``source``
+    (``backend``, ``cache``, ``duplicate`` or ``error``), the exact ``request`` (messages and sampling
+    parameters), the raw ``reply`` with its ``finish_reason``/``usage``, and ``error`` for failures. Requests and
+    replies never hold credentials: backends read keys from the environment and never put them in either.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        """The JSONL file (appended to)."""
+        self._fh: Any = None
+
+    def write(self, context: Mapping[str, Any], request: CompletionRequest, completion: Completion | None,
+              source: str, error: str | None = None) -> None:
+        """Append one line (and flush it)."""
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        line = {
+            "time": round(time.time(), 3),
+            "context": dict(context),
+            "source": source,
+            "request": request.model_dump(mode="json"),
+            "reply": completion.text if completion is not None else None,
+            "finish_reason": completion.finish_reason if completion is not None else None,
+            "usage": completion.usage.model_dump() if completion is not None else None,
+            "error": error,
+        }
+        self._fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _choice_completion(probabilities: Mapping[str, float], request: CompletionRequest, spec: str) -> Completion:
+    """A :class:`ChoiceScorer` answer as a one-token completion (so it is cached and read like any other)."""
+    best = max(probabilities, key=lambda choice: probabilities[choice])
+    top = {choice: math.log(p) if p > 0 else -1e4 for choice, p in probabilities.items()}
+    token = TokenLogprob(token=best, logprob=top[best], top=top)
+    usage = Usage(input_tokens=estimate_tokens(request.prompt_text()), output_tokens=1)
+    return Completion(text=best, logprobs=(token,), usage=usage, finish_reason="stop", model=spec)
+
+
+class ChoiceScoring:
+    """The engine's one-token path for a :class:`~rubrickit.backends.base.ChoiceScorer` backend (logprob and likert
+    modes): the calls of one response that share a choice set go to ``score_choices`` together, so a local backend
+    computes the shared prefix (instructions, conversation, response) once. Each answer becomes a one-token
+    completion with the choices' log-probabilities, cached and read like any other. Mixed into :class:`Judge`.
+    """
+
+    # Provided by the engine (Judge): identity, options, accounting, cache, and its per-call helpers.
+    spec: str
+    backend: Any
+    options: Any
+    accounting: Any
+    _cache: Any
+    _sleep: Any
+    _loop_state: Any
+    _claim: Any
+    _settle: Any
+    _on_retry: Any
+    _record: Any
+
+    async def _score_choices(self, calls: Sequence[Call]) -> list[Any]:
+        requests = [call.request for call in calls]
+        state = self._loop_state()
+        async with state.semaphore:
+            estimate = sum(estimate_tokens(r.prompt_text()) + 1 for r in requests)
+            await state.limiter.acquire(estimate)
+            return list(await call_with_retries(
+                lambda: self.backend.score_choices(requests, calls[0].choices),  # type: ignore[attr-defined]
+                self.options.retry, sleep=self._sleep, on_retry=self._on_retry))
+
+    async def choice_group(self, calls: Sequence[Call], context: Mapping[str, Any]) -> list[Any]:
+        """Calls sharing one choice set, sent to the backend's ``score_choices`` together (one shared prefix)."""
+        keys = [JudgeCache.key(self.spec, call.request, salt=call.salt) for call in calls]
+        answers: list[Any] = [None] * len(calls)
+        sources = ["backend"] * len(calls)
+        waiting: dict[int, asyncio.Future] = {}
+        owned: dict[int, asyncio.Future] = {}
+        for index, key in enumerate(keys):
+            future, mine = self._claim(key)
+            hit = self._cache.get(key) if mine and self._cache is not None else None
+            if not mine:
+                waiting[index], sources[index] = future, "duplicate"
+            elif hit is not None:
+                self.accounting.record_completion(hit, from_cache=True)
+                answers[index], sources[index] = hit, "cache"
+                self._settle(key, future, hit)
+            else:
+                owned[index] = future
+        if owned:
+            await self._fill_owned(calls, keys, owned, answers)
+        for index, future in waiting.items():
+            try:
+                answers[index] = await asyncio.shield(future)
+            except Exception as error:  # includes an owner that was cancelled
+                answers[index] = error
+        return [self._read_choice(call, answer, source, context)
+                for call, answer, source in zip(calls, answers, sources, strict=True)]
+
+    async def _fill_owned(self, calls: Sequence[Call], keys: Sequence[str], owned: dict[int, asyncio.Future],
+                          answers: list[Any]) -> None:
+        try:
+            results = await self._score_choices([calls[i] for i in owned])
+        except asyncio.CancelledError:
+            for index, future in owned.items():
+                self._settle(keys[index], future, OwnerGone())
+            raise
+        except Exception as error:
+            results = [error] * len(owned)
+        if len(results) != len(owned):
+            wrong = FatalBackendError(f"score_choices returned {len(results)} results for {len(owned)} requests")
+            results = [wrong] * len(owned)
+        for (index, future), result in zip(owned.items(), results, strict=True):
+            if isinstance(result, BaseException):
+                answers[index] = result
+                self._settle(keys[index], future, result)
+                continue
+            completion = _choice_completion(result, calls[index].request, self.spec)
+            self.accounting.record_completion(completion, from_cache=False)
+            if self._cache is not None:
+                self._cache.put(keys[index], completion, spec=self.spec)
+            answers[index] = completion
+            self._settle(keys[index], future, completion)
+
+    def _read_choice(self, call: Call, answer: Any, source: str, context: Mapping[str, Any]) -> Any:
+        if isinstance(answer, Exception):
+            failure = failure_of(answer, self.options.retry)
+            self.accounting.record_error(failure.kind)
+            self._record(context, call.request, None, "error", failure.describe())
+            return failure
+        self._record(context, call.request, answer, source)
+        try:
+            return read_reply(call, answer)
+        except ParseError as error:
+            self.accounting.record_error("parse")
+            return Failure("parse", error.reason, raw=answer.text)

@@ -1,0 +1,263 @@
+"""Rendering the judge's prompts: Jinja2 templates in ``prompts/`` → chat messages.
+
+Every prompt the toolkit sends is a template file. A template defines Jinja **blocks** named after the chat roles,
+``system`` and ``user``, rendered separately into one message each (in that order); and a ``contract`` block, the
+reply format, which the prompt itself includes and the re-ask template quotes. Splitting by block (not by marker
+lines in the output) means no text inside a variable can ever start a new message.
+
+Untrusted text — the user prompt or conversation, the judged response(s), reference answers, and criterion text
+too — is passed as *data*: it is inserted by ``{{ variable }}`` and never rendered as a template (``{{ 7*7 }}`` in a
+response stays literal), and :func:`neutralize` first defuses any delimiter tag inside it (``</response>`` becomes
+``&lt;/response>``), so a response cannot close its block and pose as instructions.
+
+Templates are found, in order, in the user's ``templates_dir`` (same file names), then in the package
+(``rubrickit/prompts``, which ships the top-level ``prompts/`` folder), then in ``prompts/`` beside the package in a
+source checkout. Rendering uses a sandboxed environment with ``StrictUndefined``: a missing variable is an error,
+never an empty string.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from ..backends.base import Message
+from ..errors import RubrickitError
+
+__all__ = [
+    "DELIMITER_TAGS",
+    "PromptLibrary",
+    "RenderedPrompt",
+    "TEMPLATE_NAMES",
+    "conversation_data",
+    "criterion_data",
+    "material_data",
+    "neutralize",
+    "package_templates_dir",
+    "pair_material_data",
+]
+
+TEMPLATE_NAMES = (
+    "per_criterion",
+    "per_response",
+    "logprob",
+    "scale",
+    "holistic",
+    "pairwise_criterion",
+    "pairwise_direct",
+    "reask",
+)
+"""The prompts the engine sends; each is ``prompts/<name>.j2``."""
+
+DELIMITER_TAGS = (
+    "conversation",
+    "turn",
+    "reference",
+    "response",
+    "response_a",
+    "response_b",
+    "criterion",
+    "criteria",
+    "condition",
+    "levels",
+    "rubric",
+)
+"""Tags the templates use as delimiters around data; any of them inside untrusted text is defused."""
+
+_TAG_RE = re.compile(
+    r"[<\uff1c\ufe64](\s*/?\s*(?:" + "|".join(sorted(DELIMITER_TAGS, key=len, reverse=True)) + r")\b)",
+    re.IGNORECASE,
+)
+_ROLE_RE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def neutralize(text: str) -> str:
+    """Defuse delimiter tags inside untrusted text: ``</response>`` → ``&lt;/response>`` (any case, spacing, or
+    full-width ``＜``), so the text cannot close its block or open another. Everything else is kept as is."""
+    return _TAG_RE.sub(lambda match: "&lt;" + match.group(1), text)
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A rendered template: the messages to send and the reply contract (for a re-ask)."""
+
+    name: str
+    """The template's name (``per_criterion``, …)."""
+    messages: tuple[Message, ...]
+    """The messages, system first."""
+    contract: str
+    """The template's ``contract`` block: the reply format, quoted by the re-ask template."""
+
+
+def package_templates_dir() -> Any:
+    """The shipped templates: ``rubrickit/prompts`` inside the package, else ``prompts/`` of a source checkout.
+
+    Returns an :mod:`importlib.resources` traversable (a :class:`~pathlib.Path` in the checkout fallback).
+    """
+    try:
+        shipped = importlib.resources.files("rubrickit") / "prompts"
+        if shipped.is_dir() and (shipped / "per_criterion.j2").is_file():
+            return shipped
+    except (ModuleNotFoundError, OSError):  # pragma: no cover - unusual installs
+        pass
+    import rubrickit
+
+    return Path(rubrickit.__file__).resolve().parents[1] / "prompts"
+
+
+def _package_loader() -> jinja2.BaseLoader:
+    root = package_templates_dir()
+
+    def load(name: str) -> str | None:
+        if "/" in name or "\\" in name or name.startswith("."):
+            return None
+        entry = root / name
+        return entry.read_text(encoding="utf-8") if entry.is_file() else None
+
+    return jinja2.FunctionLoader(load)
+
+
+class PromptLibrary:
+    """The prompt templates, rendered with a sandboxed Jinja2 environment (strict undefined variables).
+
+    ``templates_dir`` overrides templates by file name (``per_criterion.j2`` there wins); the shipped templates fill
+    in the rest, including the ``_material.j2`` partials the templates include.
+    """
+
+    def __init__(self, templates_dir: str | Path | None = None):
+        self.templates_dir = Path(templates_dir) if templates_dir is not None else None
+        """The user's override folder, if any."""
+        if self.templates_dir is not None and not self.templates_dir.is_dir():
+            raise RubrickitError(f"{self.templates_dir}: templates_dir is not a folder; give the folder that holds "
+                                 f"your <name>.j2 overrides (names: {', '.join(TEMPLATE_NAMES)})")
+        loaders: list[jinja2.BaseLoader] = []
+        if self.templates_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(self.templates_dir)))
+        loaders.append(_package_loader())
+        self.environment = SandboxedEnvironment(
+            loader=jinja2.ChoiceLoader(loaders),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._templates: dict[str, jinja2.Template] = {}
+
+    def template(self, name: str) -> jinja2.Template:
+        """The compiled template ``<name>.j2`` (cached)."""
+        if name not in self._templates:
+            try:
+                self._templates[name] = self.environment.get_template(f"{name}.j2")
+            except jinja2.TemplateNotFound:
+                where = f"{self.templates_dir} or " if self.templates_dir else ""
+                raise RubrickitError(f"prompt template {name}.j2 not found in {where}the shipped prompts "
+                                     f"({package_templates_dir()})") from None
+            except jinja2.TemplateSyntaxError as error:
+                raise RubrickitError(f"{error.filename or name}:{error.lineno}: template syntax error: "
+                                     f"{error.message}") from None
+        return self._templates[name]
+
+    def source(self, name: str) -> str:
+        """The template's source text."""
+        source, _, _ = self.environment.loader.get_source(self.environment, f"{name}.j2")  # type: ignore[union-attr]
+        return source
+
+    def _block(self, template: jinja2.Template, block: str, variables: Mapping[str, Any]) -> str | None:
+        render = template.blocks.get(block)
+        if render is None:
+            return None
+        try:
+            text = "".join(render(template.new_context(dict(variables))))
+        except SecurityError as error:
+            raise RubrickitError(f"prompt template {template.name}: {error.message} (templates are sandboxed)") \
+                from None
+        except jinja2.UndefinedError as error:
+            raise RubrickitError(f"prompt template {template.name}: {error.message}; the engine passes: "
+                                 f"{', '.join(sorted(variables))}") from None
+        return text.strip("\n")
+
+    def render(self, name: str, variables: Mapping[str, Any]) -> RenderedPrompt:
+        """Render template ``name`` with ``variables`` (already prepared as data) into messages."""
+        template = self.template(name)
+        messages = []
+        for role in ("system", "user"):
+            text = self._block(template, role, variables)
+            if text is not None:
+                messages.append(Message(role=role, content=text))
+        if not messages:
+            raise RubrickitError(f"prompt template {name}.j2 defines neither a 'system' nor a 'user' block")
+        contract = self._block(template, "contract", variables) or ""
+        return RenderedPrompt(name=name, messages=tuple(messages), contract=contract.strip())
+
+    def reask(self, original: Sequence[Message], reply: str, reason: str, contract: str) -> tuple[Message, ...]:
+        """The messages of a re-ask: the original ones, the unreadable reply, then the ``reask`` template's turn."""
+        rendered = self.render("reask", {"reason": neutralize(reason), "contract": contract})
+        return (*original, Message(role="assistant", content=reply), *rendered.messages)
+
+
+# --------------------------------------------------------------------------- data variables
+
+
+def conversation_data(prompt: str | Sequence[Any]) -> list[dict[str, str]]:
+    """The conversation as template data: a list of ``{role, content}``, neutralised (a string is one user turn).
+
+    Messages may be mappings or objects with ``role`` and ``content`` (e.g. :class:`~rubrickit.judge.data.ChatMessage`).
+    """
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": neutralize(prompt)}]
+    turns = []
+    for message in prompt:
+        fields = message if isinstance(message, Mapping) else {"role": getattr(message, "role", "user"),
+                                                               "content": getattr(message, "content", "")}
+        role = _ROLE_RE.sub("", str(fields.get("role", "user"))) or "user"
+        turns.append({"role": role, "content": neutralize(str(fields.get("content", "")))})
+    return turns
+
+
+def criterion_data(criterion: Any) -> dict[str, Any]:
+    """A criterion as template data: id, text, condition and levels (never its weight), neutralised."""
+    levels = None
+    low = high = None
+    if criterion.scale:
+        levels = [{"level": level, "description": neutralize(text)} for level, text in sorted(criterion.scale.items())]
+        low, high = min(criterion.scale), max(criterion.scale)
+    return {
+        "id": criterion.id,
+        "text": neutralize(criterion.text),
+        "applies_if": neutralize(criterion.applies_if) if criterion.applies_if is not None else None,
+        "levels": levels,
+        "low": low,
+        "high": high,
+    }
+
+
+def material_data(
+    prompt: str | Sequence[Mapping[str, Any]], response: str, reference: str | None
+) -> dict[str, Any]:
+    """The judged material of one response as template data."""
+    return {
+        "conversation": conversation_data(prompt),
+        "response": neutralize(response),
+        "reference": neutralize(reference) if reference is not None else None,
+    }
+
+
+def pair_material_data(
+    prompt: str | Sequence[Mapping[str, Any]], first: str, second: str, reference: str | None
+) -> dict[str, Any]:
+    """The judged material of a pair, in the order shown (``first`` is A), as template data."""
+    return {
+        "conversation": conversation_data(prompt),
+        "response_a": neutralize(first),
+        "response_b": neutralize(second),
+        "reference": neutralize(reference) if reference is not None else None,
+    }

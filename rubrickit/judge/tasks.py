@@ -1,0 +1,319 @@
+"""Task expansion: (item × criterion) → tasks, each a programmatic check or a judge request built from a template.
+
+A :class:`Task` decides one or more criteria of one response: a ``check`` (decided locally, no call), or a
+:class:`Call` — the exact :class:`~rubrickit.backends.base.CompletionRequest` to send and how to read its reply.
+Which template and reply contract each criterion gets depends on the mode (see docs/judging.md):
+
+============== ================================================================================================
+mode           criteria without a scale                                scale criteria
+============== ================================================================================================
+per_criterion  ``per_criterion`` (JSON verdict), one call each          ``scale`` (JSON level)
+per_response   one ``per_response`` call for all criteria of the response (levels for scale criteria)
+logprob        ``logprob`` (one token Yes/No; a criterion with          ``scale`` as one digit when the backend gives
+               ``applies_if`` uses ``per_criterion``: Yes/No cannot    probabilities and the levels are digits,
+               say "not applicable")                                   else JSON
+likert         ``per_criterion``                                       like logprob mode
+holistic       one ``holistic`` call: a 1–10 rating against all criteria
+============== ================================================================================================
+
+Programmatic checks (``criterion.check``) are always decided locally. A rubric whose ``aggregation`` is
+``holistic`` is judged with the holistic rating whatever the mode. Requests carry ``json_schema`` when the backend
+honours structured output and ``choices`` when it honours constrained choice; repeat ``r > 0`` sets ``seed=r`` and
+the cache salt ``repeat=r``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..backends.base import Capabilities, CompletionRequest
+from ..checks import run_check
+from ..errors import RubricError
+from ..rubric import Criterion, Rubric, RubricSet, Verdict
+from . import parse
+from .prompts import PromptLibrary, RenderedPrompt, criterion_data, material_data, pair_material_data
+
+__all__ = ["Call", "Mode", "Reader", "Task", "TaskBuilder", "assign_rubrics", "build_plan", "check_verdict",
+           "repeat_salt"]
+
+Mode = Literal["per_criterion", "per_response", "logprob", "likert", "holistic"]
+"""The judging modes."""
+
+Reader = Literal["verdict", "level", "digit", "rating", "winner", "yes_no", "per_response"]
+"""How a reply is read (which parser of :mod:`rubrickit.judge.parse`)."""
+
+YES_NO = ("Yes", "No")
+"""The two one-token answers of logprob mode."""
+
+# Expected reply length per reader, for --dry-run token estimates (capped at the request's max_tokens).
+_OUTPUT_ESTIMATE = {"verdict": 60, "level": 60, "rating": 100, "winner": 70, "per_response": 60, "yes_no": 1,
+                    "digit": 1}
+
+
+def repeat_salt(repeat: int) -> str:
+    """The cache salt of repeat ``repeat``: empty for the first, so a plain run and repeat 0 share the cache."""
+    return f"repeat={repeat}" if repeat > 0 else ""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One judge request and how to read its reply."""
+
+    request: CompletionRequest
+    """The exact request sent (the cache key hashes it)."""
+    reader: Reader
+    """How the reply is read."""
+    contract: str
+    """The reply format, quoted by a re-ask."""
+    salt: str = ""
+    """Cache salt (the repeat)."""
+    low: int = 0
+    """Lowest level (``level``/``digit``) or rating."""
+    high: int = 0
+    """Highest level or rating."""
+    allow_na: bool = False
+    """Whether a level may be ``not_applicable`` (the criterion has a condition)."""
+    scales: tuple[tuple[str, tuple[int, int] | None], ...] = ()
+    """Per-response: each criterion id with its level range (``None`` for met/unmet criteria)."""
+    choices: tuple[str, ...] | None = None
+    """The one-token answers a :class:`~rubrickit.backends.base.ChoiceScorer` scores (``yes_no``, ``digit``)."""
+
+    def output_estimate(self) -> int:
+        """Expected generated tokens (for plans)."""
+        per = _OUTPUT_ESTIMATE[self.reader] * (max(1, len(self.scales)) if self.reader == "per_response" else 1)
+        return min(per, self.request.max_tokens)
+
+
+@dataclass(frozen=True)
+class Task:
+    """The judgment of one or more criteria of one response: a local check or a call."""
+
+    kind: Literal["check", "criterion", "scale", "logprob", "digit", "per_response", "holistic"]
+    """What decides it."""
+    criteria: tuple[Criterion, ...]
+    """The criteria it decides (empty only for a holistic rating of a rubric of checks)."""
+    call: Call | None = None
+    """The judge request (``None`` for a check)."""
+    verdict: Verdict | None = None
+    """The verdict of a check, decided when the task was built."""
+
+
+def check_verdict(criterion: Criterion, response: str) -> Verdict:
+    """Run a criterion's programmatic check: met/unmet with the check's detail as rationale (error if it fails)."""
+    assert criterion.check is not None
+    try:
+        outcome = run_check(criterion.check, response)
+    except Exception as error:  # a check that crashes on odd input is an error verdict, not a crash of the run
+        return Verdict(criterion_id=criterion.id, verdict="error", error=f"check failed: {type(error).__name__}: "
+                       f"{error}")
+    return Verdict(criterion_id=criterion.id, verdict="met" if outcome.met else "unmet", rationale=outcome.detail)
+
+
+def _digit_levels(criterion: Criterion) -> bool:
+    return bool(criterion.scale) and min(criterion.scale) >= 0 and max(criterion.scale) <= 9
+
+
+@dataclass
+class TaskBuilder:
+    """Builds the tasks and requests of one judge configuration."""
+
+    library: PromptLibrary
+    """The prompt templates."""
+    capabilities: Capabilities
+    """What the backend honours (structured output, choices, logprobs)."""
+    mode: Mode = "per_criterion"
+    """The judging mode."""
+    max_tokens: int = 512
+    """``max_tokens`` of JSON replies (one-token replies ask for 1)."""
+    temperature: float = 0.0
+    """Sampling temperature."""
+    choice_scorer: bool = False
+    """Whether the backend implements :class:`~rubrickit.backends.base.ChoiceScorer`."""
+
+    @property
+    def probabilities(self) -> bool:
+        """Whether one-token answers come with probabilities (logprobs or a choice scorer)."""
+        return self.capabilities.logprobs or self.choice_scorer
+
+    # ------------------------------------------------------------------ requests
+
+    def request(self, prompt: RenderedPrompt, repeat: int, *, schema: dict | None = None, one_token: bool = False,
+                top_logprobs: int = 5, choices: Sequence[str] | None = None) -> CompletionRequest:
+        """The request for a rendered prompt under this configuration."""
+        options: dict[str, Any] = {"max_tokens": 1 if one_token else self.max_tokens,
+                                   "temperature": self.temperature, "seed": repeat if repeat > 0 else None}
+        if one_token:
+            options.update(logprobs=self.capabilities.logprobs, top_logprobs=top_logprobs if
+                           self.capabilities.logprobs else 0)
+            if choices is not None and self.capabilities.choices:
+                options["choices"] = tuple(choices)
+        elif schema is not None and self.capabilities.json_schema:
+            options["json_schema"] = schema
+        return CompletionRequest(messages=prompt.messages, **options)
+
+    def _call(self, name: str, variables: dict[str, Any], repeat: int, reader: Reader, *,
+              schema: dict | None = None, **extra: Any) -> Call:
+        prompt = self.library.render(name, variables)
+        one_token = reader in ("yes_no", "digit")
+        choices = extra.get("choices")
+        top = max(5, min(20, len(choices) + 3)) if choices else 5
+        request = self.request(prompt, repeat, schema=schema, one_token=one_token, top_logprobs=top, choices=choices)
+        return Call(request=request, reader=reader, contract=prompt.contract, salt=repeat_salt(repeat), **extra)
+
+    # ------------------------------------------------------------------ single responses
+
+    def item_tasks(self, rubric: Rubric, item: Any, repeat: int = 0) -> list[Task]:
+        """The tasks judging ``item`` (a :class:`~rubrickit.judge.data.DataItem`) under ``rubric``."""
+        material = material_data(item.prompt, item.response, item.reference)
+        tasks = [Task("check", (c,), verdict=check_verdict(c, item.response)) for c in rubric.criteria if c.check]
+        judged = [c for c in rubric.criteria if c.check is None]
+        if self.mode == "holistic" or rubric.aggregation == "holistic":
+            tasks.append(self._holistic(judged, material, repeat))
+        elif self.mode == "per_response":
+            if judged:
+                tasks.append(self._per_response(judged, material, repeat))
+        else:
+            tasks.extend(self._single(criterion, material, repeat) for criterion in judged)
+        return tasks
+
+    def _single(self, criterion: Criterion, material: dict[str, Any], repeat: int) -> Task:
+        one_token = self.mode in ("logprob", "likert") and self.probabilities and criterion.applies_if is None
+        if criterion.scale:
+            if one_token and _digit_levels(criterion):
+                return Task("digit", (criterion,), call=self._scale_call(criterion, material, repeat, "digit"))
+            return Task("scale", (criterion,), call=self._scale_call(criterion, material, repeat, "json"))
+        variables = {**material, "criterion": criterion_data(criterion)}
+        if one_token and self.mode == "logprob":
+            call = self._call("logprob", variables, repeat, "yes_no", choices=YES_NO)
+            return Task("logprob", (criterion,), call=call)
+        call = self._call("per_criterion", variables, repeat, "verdict", schema=parse.verdict_schema())
+        return Task("criterion", (criterion,), call=call)
+
+    def _scale_call(self, criterion: Criterion, material: dict[str, Any], repeat: int, answer: str) -> Call:
+        data = criterion_data(criterion)
+        low, high = data["low"], data["high"]
+        variables = {**material, "criterion": data, "levels": data["levels"], "low": low, "high": high,
+                     "answer": answer}
+        na = criterion.applies_if is not None
+        if answer == "digit":
+            digits = tuple(str(level) for level in range(low, high + 1))
+            return self._call("scale", variables, repeat, "digit", low=low, high=high, choices=digits)
+        schema = parse.level_schema(low, high, allow_not_applicable=na)
+        return self._call("scale", variables, repeat, "level", schema=schema, low=low, high=high, allow_na=na)
+
+    def _per_response(self, criteria: Sequence[Criterion], material: dict[str, Any], repeat: int) -> Task:
+        scales = tuple((c.id, (min(c.scale), max(c.scale)) if c.scale else None) for c in criteria)
+        conditional = [c.id for c in criteria if c.applies_if is not None]
+        schema = parse.per_response_schema(dict(scales), conditional=conditional)
+        variables = {**material, "criteria": [criterion_data(c) for c in criteria]}
+        call = self._call("per_response", variables, repeat, "per_response", schema=schema, scales=scales)
+        return Task("per_response", tuple(criteria), call=call)
+
+    def _holistic(self, criteria: Sequence[Criterion], material: dict[str, Any], repeat: int) -> Task:
+        variables = {**material, "qualities": [criterion_data(c) for c in criteria if c.weight >= 0],
+                     "flaws": [criterion_data(c) for c in criteria if c.weight < 0]}
+        call = self._call("holistic", variables, repeat, "rating", schema=parse.rating_schema(), low=1, high=10)
+        return Task("holistic", tuple(criteria), call=call)
+
+    # ------------------------------------------------------------------ pairs
+
+    def pair_criterion_call(self, criterion: Criterion, pair: Any, swapped: bool, repeat: int) -> Call:
+        """The A-vs-B request for one criterion; ``swapped`` shows response B first."""
+        first, second = (pair.response_b, pair.response_a) if swapped else (pair.response_a, pair.response_b)
+        variables = {**pair_material_data(pair.prompt, first, second, pair.reference),
+                     "criterion": criterion_data(criterion)}
+        return self._call("pairwise_criterion", variables, repeat, "winner", schema=parse.winner_schema())
+
+    def pair_direct_call(self, pair: Any, swapped: bool, repeat: int) -> Call:
+        """The direct (no rubric) A-vs-B request; ``swapped`` shows response B first."""
+        first, second = (pair.response_b, pair.response_a) if swapped else (pair.response_a, pair.response_b)
+        variables = pair_material_data(pair.prompt, first, second, pair.reference)
+        return self._call("pairwise_direct", variables, repeat, "winner", schema=parse.winner_schema())
+
+
+# --------------------------------------------------------------------------- which rubric judges which item
+
+
+def _no_rubric(item: Any, specific: dict[str, Rubric]) -> str:
+    known = ", ".join(repr(p) for p in list(specific)[:5]) + (", …" if len(specific) > 5 else "")
+    if item.prompt_id is None:
+        return (f"item {item.id!r}: has no prompt_id, and every rubric given is prompt-specific; add a prompt_id "
+                "column to the data or give a general rubric (one without prompt_id)")
+    return (f"item {item.id!r}: no rubric for prompt_id {item.prompt_id!r} (the rubrics given cover {len(specific)} "
+            f"prompt_id(s): {known}); add one, or score these items with a general rubric")
+
+
+def assign_rubrics(rubrics: Any, items: Sequence[Any], *, optional: bool = False) -> list[tuple[Any, Any]]:
+    """Each item with each rubric that judges it, checked before any call.
+
+    A single :class:`Rubric` judges every item. A :class:`RubricSet` gives each item the rubric of its
+    ``prompt_id``. A list: one rubric judges every item; several: the general ones (no ``prompt_id``) judge every
+    item and a prompt-specific one the items of its ``prompt_id``. ``None`` (only with ``optional``, for direct
+    pairwise comparison) pairs every item with no rubric. An item left without a rubric is a :class:`RubricError`
+    naming it (up to five are listed).
+    """
+    if rubrics is None:
+        if not optional:
+            raise RubricError("no rubric given; pass a Rubric, a RubricSet or a list of rubrics")
+        return [(item, None) for item in items]
+    if isinstance(rubrics, Rubric):
+        return [(item, rubrics) for item in items]
+    if isinstance(rubrics, RubricSet):
+        general: list[Rubric] = []
+        specific = {r.prompt_id: r for r in rubrics if r.prompt_id}
+    else:
+        listed = list(rubrics)
+        if not listed:
+            raise RubricError("the list of rubrics is empty")
+        if len(listed) == 1:
+            return [(item, listed[0]) for item in items]
+        general = [r for r in listed if not r.prompt_id]
+        specific = {}
+        for rubric in listed:
+            if rubric.prompt_id and specific.setdefault(rubric.prompt_id, rubric) is not rubric:
+                raise RubricError(f"rubrics {specific[rubric.prompt_id].id!r} and {rubric.id!r} both have prompt_id "
+                                  f"{rubric.prompt_id!r}; keep one rubric per prompt_id")
+    assigned, problems = [], []
+    for item in items:
+        chosen = list(general)
+        if item.prompt_id is not None and item.prompt_id in specific:
+            chosen.append(specific[item.prompt_id])
+        if not chosen:
+            problems.append(_no_rubric(item, specific))
+        assigned.extend((item, rubric) for rubric in chosen)
+    if problems:
+        more = [f"… and {len(problems) - 5} more item(s) without a rubric"] if len(problems) > 5 else []
+        raise RubricError(problems[:5] + more)
+    return assigned
+
+
+# --------------------------------------------------------------------------- plans (--dry-run)
+
+
+def build_plan(calls: Sequence[Call], *, spec: str, mode: str, cache: Any = None, **counts: int) -> Any:
+    """The :class:`~rubrickit.judge.accounting.Plan` of sending ``calls`` to the judge ``spec``: identical requests
+    and answers already in ``cache`` are counted apart; tokens and cost are estimated for the rest. ``counts`` fills
+    in items, criteria, tasks and programmatic."""
+    from .accounting import Plan, estimate_cost, estimate_tokens
+    from .cache import JudgeCache
+
+    seen: set[str] = set()
+    duplicates = cached = 0
+    todo: list[Call] = []
+    for call in calls:
+        key = JudgeCache.key(spec, call.request, salt=call.salt)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        if cache is not None and cache.get(key) is not None:
+            cached += 1
+            continue
+        todo.append(call)
+    tokens_in = sum(estimate_tokens(call.request.prompt_text()) for call in todo)
+    tokens_out = sum(call.output_estimate() for call in todo)
+    return Plan(duplicates=duplicates, cached=cached, calls=len(todo), input_tokens=tokens_in,
+                output_tokens=tokens_out, cost=estimate_cost(spec, tokens_in, tokens_out), mode=mode, judge=spec,
+                **counts)
