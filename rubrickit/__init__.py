@@ -9,6 +9,7 @@ keep rubric files healthy under version control. The CLI (:mod:`rubrickit.cli`) 
 from __future__ import annotations
 
 from .aggregate import Aggregate, aggregate, aggregate_file, points_summary, score_record
+from .backends import Backend, get_backend
 from .checks import CheckOutcome, CheckSpec, parse_check, run_check
 from .convert import ConversionReport, read_rubrics, write_rubrics
 from .convert import convert as convert_file  # the module keeps the name `convert`
@@ -24,6 +25,7 @@ from .errors import (
     RubrickitError,
     UnknownBackendError,
 )
+from .judge import DataItem, Judge, JudgeOptions, PairItem, PairRecord, compare_files, score_files
 from .lint import LintFinding, lint_paths, lint_rubric
 
 # rubric must be imported before rubric_io (rubric re-exports the loaders at its end).
@@ -50,17 +52,23 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Aggregate",
+    "Backend",
     "BackendCallError",
     "BackendSpecError",
     "CheckOutcome",
     "CheckSpec",
+    "DataItem",
     "ConversionError",
     "ConversionReport",
     "Criterion",
+    "Judge",
+    "JudgeOptions",
     "LintFinding",
     "MissingCredentialsError",
     "MissingDependencyError",
     "OutputExistsError",
+    "PairItem",
+    "PairRecord",
     "Provenance",
     "Rubric",
     "RubricDiff",
@@ -74,9 +82,11 @@ __all__ = [
     "__version__",
     "aggregate",
     "aggregate_file",
+    "compare_files",
     "convert_file",
     "diff_paths",
     "diff_rubrics",
+    "get_backend",
     "lint_paths",
     "lint_rubric",
     "criterion_fingerprint",
@@ -92,6 +102,7 @@ __all__ = [
     "run_check",
     "save_rubric",
     "save_rubric_set",
+    "score_files",
     "score_record",
     "validate_paths",
     "write_rubrics",

@@ -163,3 +163,61 @@ def score_summary(records: Sequence[Any], path: Path, *, max_items: int = 20) ->
 
 def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+def run_result(result: Any, *, kind: str) -> None:
+    """What ``score``/``compare`` did: the plan for a dry run, else the records and the accounting."""
+    if result.plan is not None:
+        plan(result.plan)
+        return
+    if kind == "score":
+        score_summary(result.records, result.out or Path("-"), max_items=20)
+    else:
+        pair_summary(result.records)
+        if result.out is not None:
+            note(f"wrote {result.out}")
+    if result.resumed:
+        note(f"resumed: {result.resumed} record(s) were already in {result.out} and were skipped")
+    accounting(result.accounting)
+
+
+def plan(item: Any) -> None:
+    """The ``--dry-run`` plan."""
+    grid = Table("judge", "mode", "items", "criteria", "tasks", "checks (local)", "duplicates", "cached", "calls",
+                 "input tokens", "output tokens", "cost (USD)", title="plan (nothing was called)")
+    grid.add_row(escape(item.judge), item.mode, str(item.items), str(item.criteria), str(item.tasks),
+                 str(item.programmatic), str(item.duplicates), str(item.cached), str(item.calls),
+                 f"{item.input_tokens:,}", f"{item.output_tokens:,}",
+                 "unknown" if item.cost is None else f"{item.cost:.4f}")
+    out.print(grid)
+
+
+def accounting(values: dict[str, Any]) -> None:
+    """Calls, cache hits, tokens, retries, errors, cost and time of a run."""
+    grid = Table("calls", "cache hits", "duplicates", "input tokens", "cached tokens", "output tokens", "retries",
+                 "errors", "cost (USD)", "seconds", title="judge usage")
+    cost = values.get("cost")
+    grid.add_row(*(str(values.get(k, 0)) for k in ("calls", "cache_hits", "duplicates", "input_tokens",
+                                                  "cached_tokens", "output_tokens", "retries", "errors")),
+                 "unknown" if cost is None else f"{cost:.4f}", f"{values.get('elapsed_s', 0):.1f}")
+    err.print(grid)
+    kinds = {k[len("errors_"):]: v for k, v in values.items() if k.startswith("errors_") and v}
+    if kinds:
+        note("errors by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+
+
+def pair_summary(records: Sequence[Any]) -> None:
+    """Winners, agreement with labels where present, and both-orders consistency of pair records."""
+    labelled = [r for r in records if r.correct is not None]
+    decided = [r for r in records if r.winner is not None]
+    consistent = [r for r in records if r.consistent is not None]
+    grid = Table("pairs", "A", "B", "tie", "undecided", "accuracy (labelled)", "consistent (both orders)",
+                 "failed judgments", title="comparisons")
+    grid.add_row(
+        str(len(records)), *(str(sum(1 for r in decided if r.winner == w)) for w in ("A", "B", "tie")),
+        str(len(records) - len(decided)),
+        f"{sum(r.correct for r in labelled) / len(labelled):.3f} (n={len(labelled)})" if labelled else "—",
+        f"{sum(r.consistent for r in consistent) / len(consistent):.3f}" if consistent else "—",
+        str(sum(r.errors for r in records)),
+    )
+    err.print(grid)

@@ -18,11 +18,13 @@ import typer
 from . import (
     RubrickitError,
     aggregate_file,
+    compare_files,
     convert_file,
     diff_paths,
     lint_paths,
     load_rubrics,
     rubric_json_schema,
+    score_files,
     validate_paths,
 )
 from . import _render as render
@@ -178,6 +180,77 @@ def aggregate(
         for record in records:
             sys.stdout.write(record.model_dump_json() + "\n")
     render.score_summary(records, out)
+
+
+JudgeOpt = Annotated[
+    str | None,
+    typer.Option("--judge", "-j", envvar="RUBRICKIT_JUDGE",
+                 help="Judge spec: openai:MODEL, litellm:PROVIDER/MODEL, hf:PATH, vllm:MODEL, embedded (default)."),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", envvar="RUBRICKIT_BASE_URL", help="OpenAI-compatible server (vLLM, llama.cpp, …)."),
+]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option("--mode", "-m", envvar="RUBRICKIT_MODE",
+                 help="per_criterion (default), per_response, logprob, likert or holistic."),
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--concurrency", "-c", envvar="RUBRICKIT_CONCURRENCY", help="Calls in flight at once.")
+]
+RpmOpt = Annotated[float | None, typer.Option("--rpm", envvar="RUBRICKIT_RPM", help="Requests per minute limit.")]
+TpmOpt = Annotated[float | None, typer.Option("--tpm", envvar="RUBRICKIT_TPM", help="Tokens per minute limit.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output JSONL, written as records finish.")]
+CacheDirOpt = Annotated[
+    Path | None, typer.Option("--cache-dir", envvar="RUBRICKIT_CACHE_DIR", help="Judge cache folder.")
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the judge cache.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an existing output, skipping finished items.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Plan calls, tokens and cost; call nothing.")]
+RepeatOpt = Annotated[int | None, typer.Option("--repeat", help="Judge each item N times (fresh, for variance).")]
+
+
+def _judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat) -> dict[str, Any]:  # noqa: ANN001
+    return {"mode": mode, "concurrency": concurrency, "rpm": rpm, "tpm": tpm, "cache_dir": cache_dir,
+            "use_cache": False if no_cache else None, "repeat": repeat}
+
+
+@app.command()
+@handled
+def score(
+    rubric: Annotated[Path, typer.Option("--rubric", "-r", help="A rubric (YAML) or a rubric set (JSONL).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="JSONL/CSV rows: prompt, response, id?, prompt_id?.")],
+    judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None, concurrency: ConcurrencyOpt = None,
+    rpm: RpmOpt = None, tpm: TpmOpt = None, out: OutOpt = None, cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
+    repeat: RepeatOpt = None,
+) -> None:
+    """Score responses criterion by criterion; one score record per line as items finish."""
+    result = score_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
+                         dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat))
+    render.run_result(result, kind="score")
+
+
+@app.command()
+@handled
+def compare(
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="JSONL/CSV pairs: prompt, response_a, response_b, label?.")
+    ],
+    rubric: Annotated[
+        Path | None, typer.Option("--rubric", "-r", help="Rubric or rubric set; without one, a direct judgment.")
+    ] = None,
+    judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None, concurrency: ConcurrencyOpt = None,
+    rpm: RpmOpt = None, tpm: TpmOpt = None, out: OutOpt = None, cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
+    repeat: RepeatOpt = None,
+) -> None:
+    """Compare response pairs: per-criterion A-vs-B in both orders (margin), or a direct judgment."""
+    result = compare_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
+                           dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat))
+    render.run_result(result, kind="compare")
 
 
 def _split_csv(values: list[str] | None) -> list[str]:

@@ -13,6 +13,8 @@ EXPECTED = {
     "load_rubric_set", "load_rubrics", "parse_check", "parse_rubric", "points_summary", "read_rubrics",
     "rubric_fingerprint", "rubric_json_schema", "run_check", "save_rubric", "save_rubric_set", "score_record",
     "validate_paths", "write_rubrics",
+    "Backend", "DataItem", "Judge", "JudgeOptions", "PairItem", "PairRecord", "compare_files", "get_backend",
+    "score_files",
 }
 
 

@@ -1,0 +1,103 @@
+"""`rubrickit score` and `rubrickit compare` end to end against a real OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rubrickit.cli import app
+from rubrickit.rubric_io import load_rubric
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from oai_server import OAIServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RUBRIC = REPO / "rubrics" / "support-reply.yaml"
+runner = CliRunner(env={"COLUMNS": "160"})
+
+
+def run(*args: object) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def server() -> OAIServer:
+    with OAIServer() as srv:
+        yield srv
+
+
+def judge_args(server: OAIServer, tmp_path: Path) -> list[object]:
+    return ["--judge", "openai:judge-model", "--base-url", server.url, "--cache-dir", tmp_path / "cache"]
+
+
+def test_score_writes_records_and_rerun_is_served_from_cache(server: OAIServer, tmp_path: Path) -> None:
+    out = tmp_path / "scores.jsonl"
+    data = REPO / "examples" / "support-tickets.jsonl"
+    code, output = run("score", "-r", RUBRIC, "-d", data, "-o", out, *judge_args(server, tmp_path))
+    assert code == 0, output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["item_id"] for r in records) == ["ticket-1", "ticket-2", "ticket-3"]
+    fingerprint = load_rubric(RUBRIC).fingerprint
+    assert all(r["rubric_fingerprint"] == fingerprint and r["judge"] == "openai:judge-model" for r in records)
+    calls = len(server.chat_bodies)
+    assert calls >= 3 * 7  # 9 criteria, 2 decided by checks without a call
+    # The scripted server answers the scale criterion with a verdict, not a level: counted as an error, never 0.
+    tone = [v for r in records for v in r["verdicts"] if v["criterion_id"] == "tone"]
+    assert all(v["verdict"] == "error" and v["level"] is None for v in tone)
+    code, output = run("score", "-r", RUBRIC, "-d", data, "-o", out, "--force", *judge_args(server, tmp_path))
+    assert code == 0, output
+    assert len(server.chat_bodies) == calls  # the re-run made no call
+    assert "judge usage" in output
+
+
+def test_score_refuses_existing_output_without_resume_or_force(server: OAIServer, tmp_path: Path) -> None:
+    out = tmp_path / "scores.jsonl"
+    out.write_text('{"item_id": "x", "rubric_id": "y"}\n')
+    code, output = run("score", "-r", RUBRIC, "-d", REPO / "examples" / "support-tickets.jsonl", "-o", out,
+                       *judge_args(server, tmp_path))
+    assert code == 1 and "--resume" in output and "--force" in output
+    assert out.read_text() == '{"item_id": "x", "rubric_id": "y"}\n'
+
+
+def test_score_dry_run_calls_nothing(server: OAIServer, tmp_path: Path) -> None:
+    code, output = run("score", "-r", RUBRIC, "-d", REPO / "examples" / "support-tickets.jsonl", "--dry-run",
+                       *judge_args(server, tmp_path))
+    assert code == 0, output
+    assert "plan (nothing was called)" in output
+    assert server.chat_bodies == []
+
+
+def test_score_logprob_mode_over_http(server: OAIServer, tmp_path: Path) -> None:
+    out = tmp_path / "scores.jsonl"
+    code, output = run("score", "-r", RUBRIC, "-d", REPO / "examples" / "support-tickets.jsonl", "-o", out,
+                       "--mode", "logprob", *judge_args(server, tmp_path))
+    assert code == 0, output
+    verdicts = [v for line in out.read_text().splitlines() for v in json.loads(line)["verdicts"]]
+    judged = [v for v in verdicts if v["criterion_id"] in ("answers-question", "invents-policy")]
+    assert judged and all(v["p_met"] is not None for v in judged)
+
+
+def test_compare_with_rubric_and_direct(server: OAIServer, tmp_path: Path) -> None:
+    pairs = REPO / "examples" / "support-pairs.jsonl"
+    out = tmp_path / "pairs.jsonl"
+    code, output = run("compare", "-d", pairs, "-r", RUBRIC, "-o", out, *judge_args(server, tmp_path))
+    assert code == 0, output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["pair_id"] for r in records} == {"pair-1", "pair-2"}
+    assert all(r["label"] in ("A", "B") for r in records)
+    assert "comparisons" in output
+    code, output = run("compare", "-d", pairs, "-o", tmp_path / "direct.jsonl", *judge_args(server, tmp_path))
+    assert code == 0, output
+
+
+def test_bad_judge_spec_is_one_clear_error(tmp_path: Path) -> None:
+    code, output = run("score", "-r", RUBRIC, "-d", REPO / "examples" / "support-tickets.jsonl",
+                       "--judge", "openia:gpt-4o", "--dry-run")
+    assert code == 1 and "Did you mean 'openai'" in output and "Traceback" not in output
