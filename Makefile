@@ -22,9 +22,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rubrickit validate rubrics/
 	$(BIN)/rubrickit lint rubrics/
-	$(BIN)/rubrickit show rubrics/
-	$(BIN)/rubrickit aggregate --rubric rubrics/support-reply.yaml --verdicts examples/support-verdicts.jsonl \
+	$(BIN)/rubrickit show rubrics/support-reply.yaml
+	$(BIN)/rubrickit score --rubric rubrics/support-reply.yaml --data examples/support-tickets.jsonl --mode logprob \
 		-o examples/out/support-scores.jsonl --force
+	$(BIN)/rubrickit aggregate --rubric rubrics/support-reply.yaml --verdicts examples/support-verdicts.jsonl \
+		-o examples/out/support-recomputed.jsonl --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -49,11 +49,19 @@ def _guarded_connect(self: socket.socket, address: object) -> None:
     return _real_connect(self, address)
 
 
+@pytest.fixture(scope="session")
+def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder for the whole run: tests never write to the user's ~/.cache, and the embedded model is
+    converted at most once per run for the tests that use the default location."""
+    return tmp_path_factory.mktemp("rubrickit-cache")
+
+
 @pytest.fixture(autouse=True)
-def _no_network_and_clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_network_and_clean_env(monkeypatch: pytest.MonkeyPatch, _session_cache_dir: Path) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     for name in list(os.environ):
         if name.startswith("RUBRICKIT_") and name != "RUBRICKIT_SHARED_DATA" or name.endswith("_API_KEY"):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUBRICKIT_CACHE_DIR", str(_session_cache_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

@@ -255,6 +255,7 @@ def test_unreadable_entry_from_another_version_is_a_miss(tmp_path: Path):
 
 
 def test_default_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.delenv("RUBRICKIT_CACHE_DIR", raising=False)  # conftest points every test at a session folder
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "rubrickit"

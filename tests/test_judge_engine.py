@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from rubrickit.aggregate import HOLISTIC_ID
 from rubrickit.backends.base import (
     Capabilities,
+    ChoiceScores,
     Completion,
     CompletionRequest,
     FatalBackendError,
     RetryableBackendError,
     TokenLogprob,
+    Usage,
 )
 from rubrickit.backends.fake import FakeBackend
 from rubrickit.errors import OutputExistsError, RubricError
@@ -52,6 +54,16 @@ def criterion_of(request: CompletionRequest) -> str:
         if f"<criterion>\n{criterion.text}\n</criterion>" in user:
             return criterion.id
     return "?"
+
+
+def question_of(request: CompletionRequest) -> str:
+    """Like :func:`criterion_of`, but a condition question is ``<criterion id>?`` (the criterion it belongs to)."""
+    user = next(m.content for m in request.messages if m.role == "user")
+    for criterion in RUBRIC.criteria:
+        if criterion.applies_if and f"<condition>\n{criterion.applies_if}\n</condition>" in user \
+                and "<criterion>" not in user:
+            return criterion.id + "?"
+    return criterion_of(request)
 
 
 def replies(**by_criterion: str):
@@ -166,55 +178,227 @@ def test_logprob_mode_reads_p_met_from_top_logprobs(tmp_path: Path) -> None:
         if request.max_tokens == 1 and criterion_of(request) == "tone":
             return "3"  # a digit without logprobs: read from the text
         if request.max_tokens == 1:
-            return yes_no_completion({"answers": 0.8, "invents": 0.1}[criterion_of(request)])
-        return replies(dosage="not_applicable")(request)
+            return yes_no_completion({"answers": 0.8, "invents": 0.1, "dosage": 0.9, "dosage?": 0.2}[
+                question_of(request)])
+        raise AssertionError("logprob mode decodes nothing here")
 
     fake = FakeBackend(script, capabilities=Capabilities(logprobs=True))
     with make_judge(fake, tmp_path, mode="logprob") as judge:
         record = judge.score(RUBRIC, ITEM)
-    one_token = [r for r in fake.requests if r.max_tokens == 1]
-    assert sorted(criterion_of(r) for r in one_token) == ["answers", "invents", "tone"]
-    for request in (r for r in one_token if criterion_of(r) != "tone"):
+    assert all(r.max_tokens == 1 for r in fake.requests)
+    assert sorted(question_of(r) for r in fake.requests) == ["answers", "dosage", "dosage?", "invents", "tone"]
+    for request in (r for r in fake.requests if criterion_of(r) != "tone"):
         assert request.logprobs and request.top_logprobs == 5 and request.json_schema is None
         assert "Answer Yes or No" in request.messages[-1].content
     verdicts = by_id(record)
     assert verdicts["answers"].verdict == "met" and verdicts["answers"].p_met == pytest.approx(0.8)
     assert verdicts["invents"].verdict == "unmet" and verdicts["invents"].p_met == pytest.approx(0.1)
-    # a criterion with applies_if cannot be answered Yes/No: it goes through the JSON template
-    assert verdicts["dosage"].verdict == "not_applicable"
+    # a criterion with applies_if: a second Yes/No question, whether its condition holds (P(Yes) = 0.2 here)
+    assert verdicts["dosage"].verdict == "not_applicable" and verdicts["dosage"].p_met is None
+    assert verdicts["dosage"].rationale == "not applicable: the condition does not hold (P(Yes) = 0.200)"
     # scale criteria with digit levels: one digit, expected level from the digit probabilities (none here → text)
     assert verdicts["tone"].level == 3
 
 
 class ScoringFake(FakeBackend):
-    """A fake that also scores one-token choices without decoding (a ChoiceScorer)."""
+    """A fake that also scores one-token choices without decoding (a ChoiceScorer), by :func:`question_of`.
 
-    def __init__(self, probabilities: dict[str, dict[str, float]], **kwargs):
+    An exception as a question's value is returned in its slot; ``calls`` keeps every group's exact requests.
+    """
+
+    def __init__(self, probabilities: dict[str, dict[str, float] | BaseException], **kwargs):
         super().__init__(replies(dosage="unmet"), **kwargs)
         self.probabilities = probabilities
         self.groups: list[tuple[int, tuple[str, ...]]] = []
+        self.calls: list[tuple[list[CompletionRequest], tuple[str, ...]]] = []
 
     async def score_choices(self, requests: Sequence[CompletionRequest], choices: Sequence[str]):
         self.groups.append((len(requests), tuple(choices)))
-        return [dict(self.probabilities[criterion_of(r)]) for r in requests]
+        self.calls.append((list(requests), tuple(choices)))
+        answers = [self.probabilities[question_of(r)] for r in requests]
+        return [a if isinstance(a, BaseException) else dict(a) for a in answers]
+
+
+def yes(p: float) -> dict[str, float]:
+    return {"Yes": p, "No": 1 - p}
 
 
 def test_logprob_mode_groups_a_responses_criteria_for_a_choice_scorer(tmp_path: Path) -> None:
-    fake = ScoringFake({"answers": {"Yes": 0.9, "No": 0.1}, "invents": {"Yes": 0.3, "No": 0.7},
+    fake = ScoringFake({"answers": yes(0.9), "invents": yes(0.3), "dosage": yes(0.6), "dosage?": yes(0.7),
                         "tone": {"1": 0.0, "2": 0.0, "3": 0.5, "4": 0.25, "5": 0.25}})
     with make_judge(fake, tmp_path, mode="logprob") as judge:
         record = judge.score(RUBRIC, ITEM)
-    assert sorted(fake.groups) == [(1, ("1", "2", "3", "4", "5")), (2, ("Yes", "No"))]
-    assert [criterion_of(r) for r in fake.requests] == ["dosage"]  # only the applies_if criterion decodes
+    # every Yes/No question of the response in one call (the condition question too), the digits in another
+    assert sorted(fake.groups) == [(1, ("1", "2", "3", "4", "5")), (4, ("Yes", "No"))]
+    assert fake.requests == []  # nothing decodes
     verdicts = by_id(record)
     assert verdicts["answers"].p_met == pytest.approx(0.9) and verdicts["answers"].verdict == "met"
     assert verdicts["invents"].p_met == pytest.approx(0.3) and verdicts["invents"].verdict == "unmet"
+    assert verdicts["dosage"].p_met == pytest.approx(0.6) and verdicts["dosage"].verdict == "met"
+    assert verdicts["dosage"].rationale == "the condition holds (P(Yes) = 0.700)"
     assert verdicts["tone"].level == pytest.approx(3 * 0.5 + 4 * 0.25 + 5 * 0.25)
     # cached like any other answer: a second judge on the same cache asks nothing
     again = ScoringFake({})
     with make_judge(again, tmp_path, mode="logprob") as judge:
         assert judge.score(RUBRIC, ITEM).verdicts == record.verdicts
     assert again.groups == [] and again.requests == []
+
+
+# --------------------------------------------------------------------------- conditions in one-token modes
+
+
+def test_a_conditional_criterion_is_two_one_token_requests_in_one_group(tmp_path: Path) -> None:
+    rubric = RUBRIC.model_copy(update={"criteria": [RUBRIC.criteria[2]]})  # dosage alone
+    fake = ScoringFake({"dosage": yes(0.9), "dosage?": yes(0.8)},
+                       capabilities=Capabilities(logprobs=True, choices=True))
+    with make_judge(fake, tmp_path, mode="logprob", use_cache=False) as judge:
+        (verdict,) = judge.score(rubric, ITEM).verdicts
+    ((requests, choices),) = fake.calls  # one score_choices call holds both questions
+    assert choices == ("Yes", "No") and fake.requests == []
+    condition, criterion = sorted(requests, key=question_of, reverse=True)
+    assert (question_of(condition), question_of(criterion)) == ("dosage?", "dosage")
+    for request in requests:
+        assert (request.max_tokens, request.temperature, request.seed, request.logprobs, request.top_logprobs,
+                request.choices, request.json_schema) == (1, 0.0, None, True, 5, ("Yes", "No"), None)
+        assert [m.role for m in request.messages] == ["system", "user"]
+    assert condition.messages[0] == criterion.messages[0]
+    user_c, user_j = condition.messages[1].content, criterion.messages[1].content
+    head = user_c[: user_c.index("\n<condition>\n")]
+    assert user_j[: user_j.index("\n<criterion>\n")] == head  # byte-identical up to the last block
+    assert head.endswith(f"<response>\n{ITEM.response}\n</response>\n")
+    assert user_c[len(head):] == ("\n<condition>\nThe user asks about medication dosage.\n</condition>\n\n"
+                                  "Does the condition in <condition> hold for this conversation? Answer Yes or No.")
+    assert user_j[len(head):] == ("\n<criterion>\nThe response gives a dosage with units.\n</criterion>\n\n"
+                                  "Does the statement in <criterion> hold for the response? Answer Yes or No.")
+    assert (verdict.verdict, verdict.p_met) == ("met", pytest.approx(0.9))
+
+
+@pytest.mark.parametrize("p_applies", [0.0, 0.2, 0.4999])
+@pytest.mark.parametrize("p_met", [0.05, 0.95])
+def test_a_condition_that_does_not_hold_is_not_applicable(p_applies: float, p_met: float, tmp_path: Path) -> None:
+    fake = ScoringFake({"answers": yes(0.9), "invents": yes(0.1), "dosage": yes(p_met), "dosage?": yes(p_applies),
+                        "tone": {"1": 0.0, "2": 0.0, "3": 1.0, "4": 0.0, "5": 0.0}})
+    with make_judge(fake, tmp_path, mode="logprob", use_cache=False) as judge:
+        record = judge.score(RUBRIC, ITEM)
+    dosage = by_id(record)["dosage"]
+    assert dosage.verdict == "not_applicable" and dosage.p_met is None and dosage.level is None
+    assert dosage.error is None and dosage.rationale == \
+        f"not applicable: the condition does not hold (P(Yes) = {p_applies:.3f})"
+    assert record.errors == 0 and record.coverage == pytest.approx(4 / 5)  # out of the denominator
+
+
+@pytest.mark.parametrize("p_applies", [0.5, 0.8, 1.0])
+@pytest.mark.parametrize("p_met", [0.2, 0.7])
+def test_a_condition_that_holds_gives_met_or_unmet_with_p_met(p_applies: float, p_met: float, tmp_path: Path) -> None:
+    fake = ScoringFake({"dosage": yes(p_met), "dosage?": yes(p_applies)})
+    rubric = RUBRIC.model_copy(update={"criteria": [RUBRIC.criteria[2]]})
+    with make_judge(fake, tmp_path, mode="logprob", use_cache=False) as judge:
+        (verdict,) = judge.score(rubric, ITEM).verdicts
+    assert verdict.verdict == ("met" if p_met >= 0.5 else "unmet")
+    assert verdict.p_met == pytest.approx(p_met)
+    assert verdict.rationale == f"the condition holds (P(Yes) = {p_applies:.3f})"
+
+
+FAILURES = {"fatal": FatalBackendError("400 bad request"), "retryable": RetryableBackendError("503 busy")}
+
+
+@pytest.mark.parametrize("failing", ["dosage?", "dosage", "both"])
+@pytest.mark.parametrize("p_applies", [0.1, 0.9])
+@pytest.mark.parametrize("kind", ["fatal", "retryable"])
+def test_a_failure_of_either_question_is_an_error_verdict(failing: str, p_applies: float, kind: str,
+                                                          tmp_path: Path) -> None:
+    answers: dict = {"dosage": yes(0.9), "dosage?": yes(p_applies)}
+    for question in (["dosage?", "dosage"] if failing == "both" else [failing]):
+        answers[question] = FAILURES[kind]
+    rubric = RUBRIC.model_copy(update={"criteria": [RUBRIC.criteria[2]]})
+    with make_judge(ScoringFake(answers), tmp_path, mode="logprob", use_cache=False) as judge:
+        record = judge.score(rubric, ITEM)
+    (verdict,) = record.verdicts
+    assert verdict.verdict == "error" and verdict.p_met is None and verdict.level is None
+    prefix = {"fatal": "fatal: ", "retryable": "backend: "}[kind]
+    assert verdict.error.startswith(prefix)
+    assert ("condition question" in verdict.error) == (failing != "dosage")
+    assert record.errors == 1 and record.reward is None
+
+
+def test_a_whole_group_failure_and_an_unreadable_condition_are_errors(tmp_path: Path) -> None:
+    class Broken(ScoringFake):
+        async def score_choices(self, requests, choices):
+            raise RetryableBackendError("connection reset")
+
+    rubric = RUBRIC.model_copy(update={"criteria": [RUBRIC.criteria[2]]})
+    with make_judge(Broken({}), tmp_path, mode="logprob", use_cache=False) as judge:
+        (verdict,) = judge.score(rubric, ITEM).verdicts
+    assert verdict.verdict == "error" and "gave up after 3 attempts" in verdict.error
+    # a logprobs backend whose condition answer has no probabilities and no Yes/No: re-asked, then an error
+    def script(request: CompletionRequest):
+        if question_of(request) == "dosage?":
+            return "It depends on the conversation."
+        return yes_no_completion(0.9)
+
+    fake = FakeBackend(script, capabilities=Capabilities(logprobs=True))
+    with make_judge(fake, tmp_path, mode="logprob", use_cache=False, reasks=1) as judge:
+        (verdict,) = judge.score(rubric, ITEM).verdicts
+        assert judge.summary()["errors_parse"] == 1
+    assert verdict.verdict == "error" and verdict.error.startswith("parse: condition question: unreadable reply")
+    assert sum(question_of(r) == "dosage?" for r in fake.requests) == 2  # the ask and one re-ask
+
+
+def test_conditional_scale_criteria_ask_the_condition_then_the_digit(tmp_path: Path) -> None:
+    care = Criterion(id="care", text="How careful the dosing advice is.", scale={1: "Reckless.", 5: "Careful."},
+                     applies_if=RUBRIC.criteria[2].applies_if)
+    rubric = Rubric(id="r", criteria=[RUBRIC.criteria[0], care])
+    digits = {"1": 0.0, "2": 0.0, "3": 0.0, "4": 0.5, "5": 0.5}
+    for p_applies, expected in ((0.3, ("not_applicable", None)), (0.6, ("met", 4.5))):
+        for mode in ("logprob", "likert"):
+            fake = ScoringFake({"answers": yes(0.9), "dosage?": yes(p_applies), "?": digits})
+            with make_judge(fake, tmp_path, mode=mode, use_cache=False) as judge:
+                verdict = by_id(judge.score(rubric, ITEM))["care"]
+            assert (verdict.verdict, verdict.level, verdict.p_met) == (*expected, None)
+            by_choices = {choices: [question_of(r) for r in requests] for requests, choices in fake.calls}
+            # the condition rides with the response's other Yes/No questions; the level is one digit question
+            yes_no = ["answers", "dosage?"] if mode == "logprob" else ["dosage?"]  # likert: answers is JSON
+            assert sorted(by_choices[("Yes", "No")]) == yes_no
+            assert by_choices[("1", "2", "3", "4", "5")] == ["?"]
+            ((digit_request,),) = [r for r, choices in fake.calls if choices[0] == "1"]
+            assert "<condition>" not in digit_request.messages[-1].content
+
+
+def test_criteria_with_the_same_condition_ask_it_once(tmp_path: Path) -> None:
+    units = Criterion(id="units", text="The response states the units.", applies_if=RUBRIC.criteria[2].applies_if)
+    rubric = Rubric(id="r", criteria=[RUBRIC.criteria[2], units])
+    seen: list[int] = []
+
+    class Fake(ScoringFake):
+        async def score_choices(self, requests, choices):
+            seen.append(len(requests))
+            return [yes(0.3) for _ in requests]
+
+    with make_judge(Fake({}), tmp_path, mode="logprob", use_cache=False) as judge:
+        record = judge.score(rubric, ITEM)
+        assert judge.duplicates == 1
+    assert seen == [3]  # two criterion questions and one shared condition question
+    assert [v.verdict for v in record.verdicts] == ["not_applicable", "not_applicable"]
+
+
+def test_choice_scores_usage_reaches_the_accounting(tmp_path: Path) -> None:
+    class Fake(ScoringFake):
+        async def score_choices(self, requests, choices):
+            return [ChoiceScores(yes(0.7), Usage(input_tokens=100, output_tokens=1, cached_tokens=0 if n == 0 else 90))
+                    for n, _ in enumerate(requests)]
+
+    rubric = RUBRIC.model_copy(update={"criteria": RUBRIC.criteria[:3]})
+    with make_judge(Fake({}), tmp_path, mode="logprob", use_cache=False) as judge:
+        judge.score(rubric, ITEM)
+        summary = judge.summary()
+    assert (summary["calls"], summary["input_tokens"], summary["cached_tokens"], summary["output_tokens"]) == \
+        (4, 400, 270, 4)
+
+
+def test_plan_counts_condition_questions(tmp_path: Path) -> None:
+    with make_judge(ScoringFake({}), tmp_path, mode="logprob") as judge:
+        plan = judge.plan(RUBRIC, [ITEM])
+    assert (plan.tasks, plan.calls, plan.output_tokens) == (5, 5, 5)
 
 
 def test_logprob_mode_without_probabilities_is_refused_up_front(tmp_path: Path) -> None:
@@ -657,9 +841,11 @@ def test_end_to_end_through_an_openai_compatible_server(tmp_path: Path) -> None:
         last = body["messages"][-1]["content"]
         if body.get("max_tokens") == 1 and "<levels>" in last:
             return Reply("4", top_logprobs=[{"4": -0.1, "5": -2.4}])
+        if body.get("max_tokens") == 1 and "<condition>" in last:
+            return Reply("No", top_logprobs=[{"No": -0.0513, "Yes": -2.9957}])  # P(Yes) = 0.05
         if body.get("max_tokens") == 1:
             return Reply("Yes", top_logprobs=[{"Yes": -0.2231, "No": -1.6094}])
-        return Reply(json.dumps({"rationale": "scripted", "verdict": "not_applicable"}))
+        raise AssertionError("logprob mode asks for one token only")
 
     items = [ITEM, DataItem(id="t2", prompt="Another?", response="Another answer.")]
     with OAIServer(reply) as server:
@@ -669,14 +855,85 @@ def test_end_to_end_through_an_openai_compatible_server(tmp_path: Path) -> None:
             records = sorted(judge.score_many(RUBRIC, items), key=lambda r: r.item_id)
             summary = judge.summary()
         bodies = server.chat_bodies
-    assert summary["retries"] == 1 and summary["calls"] == 2 * len(JUDGED) and summary["errors"] == 0
-    one_token = [b for b in bodies if b.get("max_tokens") == 1]
-    assert len(one_token) == 2 * 3 + 1  # answers, invents, tone per item (+ the rate-limited first attempt)
-    assert all(b["logprobs"] is True and b["top_logprobs"] >= 5 for b in one_token)
-    json_bodies = [b for b in bodies if b.get("max_tokens") == 512]
-    assert all(b["response_format"]["type"] == "json_schema" for b in json_bodies)
+    # per item: answers, invents, dosage and its condition, tone — all one token
+    assert summary["retries"] == 1 and summary["calls"] == 2 * 5 and summary["errors"] == 0
+    assert len(bodies) == 2 * 5 + 1  # + the rate-limited first attempt
+    assert all(b["max_tokens"] == 1 and b["logprobs"] is True and b["top_logprobs"] >= 5 for b in bodies)
+    assert all("response_format" not in b for b in bodies)
     verdicts = by_id(records[0])
     assert verdicts["answers"].p_met == pytest.approx(0.8, abs=1e-3) and verdicts["answers"].verdict == "met"
-    assert verdicts["dosage"].verdict == "not_applicable"
+    assert verdicts["dosage"].verdict == "not_applicable" and verdicts["dosage"].p_met is None
+    assert verdicts["dosage"].rationale == "not applicable: the condition does not hold (P(Yes) = 0.050)"
     assert verdicts["tone"].level == pytest.approx((4 * math.exp(-0.1) + 5 * math.exp(-2.4))
                                                    / (math.exp(-0.1) + math.exp(-2.4)), abs=1e-3)
+
+
+# --------------------------------------------------------------------------- the real embedded judge
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded SmolLM2-135M converted once into the session folder test_backend_embedded.py uses too."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from rubrickit.backends.embedded import locate_embedded_gguf, prepare_embedded_model
+    from rubrickit.errors import MissingDependencyError
+
+    try:
+        locate_embedded_gguf()
+    except MissingDependencyError as error:
+        pytest.skip(str(error))
+    return prepare_embedded_model(tmp_path_factory.getbasetemp() / "rubrickit-cache")
+
+
+def test_logprob_mode_on_the_embedded_judge_scores_conditions_without_decoding(embedded_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    from rubrickit import load_rubric
+    from rubrickit.backends.hf import HFBackend
+    from rubrickit.judge import load_items
+
+    repo = Path(__file__).resolve().parents[1]
+    rubric = load_rubric(repo / "rubrics" / "support-reply.yaml")
+    items = load_items(repo / "examples" / "support-tickets.jsonl")
+    backend = HFBackend(embedded_dir, spec="embedded")
+    calls: dict[str, int] = {"score_choices": 0, "requests": 0, "generation": 0}
+    score_choices = backend.score_choices
+
+    async def counting_score_choices(requests, choices, **options):
+        calls["score_choices"] += 1
+        calls["requests"] += len(requests)
+        return await score_choices(requests, choices, **options)
+
+    async def no_generation(*args, **kwargs):
+        calls["generation"] += 1
+        raise AssertionError("logprob mode decoded a reply")
+
+    backend.score_choices = counting_score_choices  # type: ignore[method-assign]
+    backend.complete = no_generation  # type: ignore[method-assign]
+    backend.complete_batch = no_generation  # type: ignore[method-assign]
+    with make_judge(backend, tmp_path, mode="logprob", use_cache=False) as judge:
+        records = list(judge.score_many(rubric, items))
+        summary = judge.summary()
+    assert calls["generation"] == 0
+    # per ticket: one call for the 6 Yes/No criteria and the condition of asks-missing-info, one for tone's digit
+    assert (calls["score_choices"], calls["requests"]) == (2 * len(items), 8 * len(items))
+    conditional = {c.id for c in rubric.criteria if c.applies_if}
+    yes_no = {c.id for c in rubric.criteria if c.check is None and c.scale is None}
+    assert len(records) == len(items) and conditional == {"asks-missing-info"}
+    for record in records:
+        for verdict in record.verdicts:
+            if verdict.verdict == "error":  # only a backend failure may give one, never a reply it could not read
+                assert verdict.error.startswith(("backend: ", "fatal: ", "timeout: ")), verdict.error
+                continue
+            if verdict.criterion_id in conditional:
+                assert verdict.verdict in ("met", "unmet", "not_applicable")
+                assert verdict.rationale.startswith(("the condition holds (P(Yes) = ", "not applicable: "))
+            if verdict.criterion_id in yes_no and verdict.verdict != "not_applicable":
+                assert verdict.p_met is not None and 0.0 <= verdict.p_met <= 1.0
+                assert verdict.verdict == ("met" if verdict.p_met >= 0.5 else "unmet")
+            if verdict.criterion_id == "tone":
+                assert verdict.level is not None and 1.0 <= verdict.level <= 5.0
+    assert summary["errors"] == 0 and summary["calls"] == 8 * len(items)
+    # the prefix KV reuse of score_choices shows up in the accounting, token for token
+    assert 0 < summary["cached_tokens"] == backend.stats.reused_tokens
+    assert summary["input_tokens"] == backend.stats.prompt_tokens

@@ -94,6 +94,7 @@ def _requests_by_template() -> dict[str, list]:
         "scale": crit["tone"].call.request.messages,
         "scale_digit": _tasks("likert", logprobs=True)["tone"].call.request.messages,
         "logprob": _tasks("logprob", logprobs=True)["answers-question"].call.request.messages,
+        "condition": _tasks("logprob", logprobs=True)["dosage"].condition.request.messages,
         "per_response": _tasks("per_response")["per_response"].call.request.messages,
         "holistic": _tasks("holistic")["holistic"].call.request.messages,
         "pairwise_criterion": builder.pair_criterion_call(RUBRIC.criteria[3], pair, False, 0).request.messages,
@@ -103,8 +104,8 @@ def _requests_by_template() -> dict[str, list]:
     }
 
 
-@pytest.mark.parametrize("name", ["per_criterion", "scale", "scale_digit", "logprob", "per_response", "holistic",
-                                  "pairwise_criterion", "pairwise_direct", "reask"])
+@pytest.mark.parametrize("name", ["per_criterion", "scale", "scale_digit", "logprob", "condition", "per_response",
+                                  "holistic", "pairwise_criterion", "pairwise_direct", "reask"])
 def test_template_snapshot(name: str) -> None:
     _snapshot(name, _render(_requests_by_template()[name]))
 
@@ -142,10 +143,67 @@ def test_criterion_calls_of_one_response_share_a_byte_identical_prefix() -> None
         assert task.criteria[0].text in text[len(prefix):]  # the criterion comes last
 
 
+def _split_last_block(request) -> tuple[str, str]:
+    """A one-token request's text up to its last block (``<criterion>`` or ``<condition>``), and that block on."""
+    text = request.prompt_text()
+    at = max(text.rfind("\n<criterion>\n"), text.rfind("\n<condition>\n"))
+    assert at > 0
+    return text[:at], text[at:]
+
+
 def test_logprob_calls_share_a_prefix_too() -> None:
     tasks = [t for t in _builder("logprob", logprobs=True).item_tasks(RUBRIC, _item()) if t.kind == "logprob"]
-    assert len(tasks) == 2
+    assert len(tasks) == 3
     assert len({t.call.request.prompt_text().split("<criterion>")[0] for t in tasks}) == 1
+
+
+@pytest.mark.parametrize("caps", [{"logprobs": True}, {"logprobs": True, "choices": True}])
+def test_condition_and_criterion_questions_share_a_byte_identical_prefix(caps: dict) -> None:
+    tasks = _builder("logprob", **caps).item_tasks(RUBRIC, _item())
+    (dosage,) = [t for t in tasks if t.condition is not None]
+    assert dosage.kind == "logprob" and dosage.criteria[0].id == "dosage"
+    assert dosage.calls == (dosage.condition, dosage.call)
+    condition, criterion = dosage.condition.request, dosage.call.request
+    assert condition.messages[0] == criterion.messages[0]  # the same system message, byte for byte
+    (prefix, cond_block), (prefix2, crit_block) = _split_last_block(condition), _split_last_block(criterion)
+    assert prefix == prefix2 and prefix.endswith("</response>\n")
+    assert cond_block == ("\n<condition>\nThe user asks about medication dosage.\n</condition>\n\n"
+                          "Does the condition in <condition> hold for this conversation? Answer Yes or No.")
+    assert crit_block.startswith("\n<criterion>\nThe response gives a dosage with units.\n</criterion>\n")
+    assert "<condition>" not in criterion.messages[-1].content  # the criterion question is asked as if it applies
+    # every Yes/No question of the response, criteria and conditions, shares that prefix
+    yes_no = [c.request for t in tasks for c in t.calls if c.reader == "yes_no"]
+    assert len(yes_no) == 4 and {_split_last_block(r)[0] for r in yes_no} == {prefix}
+    for request in (condition, criterion):
+        assert (request.max_tokens, request.temperature, request.logprobs, request.json_schema) == (1, 0.0, True,
+                                                                                                    None)
+        assert request.choices == (("Yes", "No") if caps.get("choices") else None)
+    assert dosage.condition.question == "condition" and dosage.call.question == "criterion"
+
+
+def test_conditional_scale_criteria_get_a_condition_question_and_a_plain_digit_question() -> None:
+    rubric = Rubric(id="r", criteria=[Criterion(id="care", text="How careful the dosing advice is.",
+                                                scale={1: "Reckless.", 5: "Careful."},
+                                                applies_if="The user asks about medication dosage.")])
+    for mode in ("logprob", "likert"):
+        (task,) = _builder(mode, logprobs=True).item_tasks(rubric, _item())
+        assert task.kind == "digit" and task.condition is not None and task.condition.reader == "yes_no"
+        digit = task.call.request.messages[-1].content
+        assert "<condition>" not in digit and digit.endswith("Answer with the single digit only.")
+        assert task.condition.request.messages[-1].content.endswith("hold for this conversation? Answer Yes or No.")
+    # without probabilities, the JSON scale template still carries the condition (and may answer not_applicable)
+    (task,) = _builder("logprob").item_tasks(rubric, _item())
+    assert task.kind == "scale" and task.condition is None and "<condition>" in task.call.request.messages[-1].content
+
+
+def test_only_one_token_questions_get_a_condition_question() -> None:
+    for mode, caps in [("per_criterion", {}), ("per_response", {}), ("likert", {"logprobs": True}),
+                       ("logprob", {})]:
+        for task in _builder(mode, **caps).item_tasks(RUBRIC, _item()):
+            if task.call is not None and task.call.reader not in ("yes_no", "digit"):
+                assert task.condition is None, (mode, task.kind)
+    dosage = _tasks("likert", logprobs=True)["dosage"]  # likert mode judges Yes/No criteria with JSON
+    assert dosage.kind == "criterion" and dosage.condition is None
 
 
 def test_weights_are_never_shown_to_the_judge() -> None:

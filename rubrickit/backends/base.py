@@ -26,6 +26,7 @@ __all__ = [
     "BatchBackend",
     "Capabilities",
     "ChoiceScorer",
+    "ChoiceScores",
     "Completion",
     "CompletionRequest",
     "FatalBackendError",
@@ -177,8 +178,22 @@ class ChoiceScorer(Protocol):
     async def score_choices(
         self, requests: Sequence[CompletionRequest], choices: Sequence[str]
     ) -> list[dict[str, float] | BaseException]:
-        """For each request, ``choice → probability`` renormalised over ``choices`` (or the exception in its slot)."""
+        """For each request, ``choice → probability`` renormalised over ``choices`` (or the exception in its slot).
+
+        A result may be a :class:`ChoiceScores` (a dict that also carries the request's token :class:`Usage`, e.g.
+        the prompt tokens served from a reused prefix KV cache); the engine's accounting uses it when present.
+        """
         ...
+
+
+class ChoiceScores(dict):
+    """One result of :meth:`ChoiceScorer.score_choices`: ``choice → probability``, plus the request's token usage
+    (``input_tokens`` of the prompt, ``cached_tokens`` of it that came from a reused prefix, one output token)."""
+
+    def __init__(self, probabilities: dict[str, float], usage: Usage | None = None):
+        super().__init__(probabilities)
+        self.usage = usage
+        """Tokens of this request (``None``: not reported)."""
 
 
 class RetryableBackendError(BackendCallError):

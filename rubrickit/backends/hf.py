@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import BackendSpecError, MissingDependencyError
 from .base import (
     Capabilities,
+    ChoiceScores,
     Completion,
     CompletionRequest,
     FatalBackendError,
@@ -355,7 +356,8 @@ class HFBackend:
 
         With ``reuse_prefix`` (the default) the group's common token prefix is run once and only the suffixes are
         run, batched; ``reuse_prefix=False`` runs one full forward pass per request (the baseline the bench and the
-        tests compare against).
+        tests compare against). Each result is a :class:`~rubrickit.backends.base.ChoiceScores` whose ``usage`` has
+        the request's prompt tokens and, as ``cached_tokens``, those it took from a reused prefix KV cache.
         """
         return await self._per_slot(len(requests), self._score_group, list(requests), list(choices), reuse_prefix)
 
@@ -489,25 +491,41 @@ class HFBackend:
                 results[i] = error
         self.stats.prompt_tokens += sum(map(len, encoded.values()))
         if reuse_prefix:
-            for i, lp in self._next_token_logprobs_shared(encoded).items():
-                results[i] = _choice_distribution(lp, choice_ids, choices)
+            reused: dict[int, int] = {}
+            for i, lp in self._next_token_logprobs_shared(encoded, reused).items():
+                results[i] = self._scores(lp, choice_ids, choices, len(encoded[i]), reused[i])
         else:
             for i, ids in encoded.items():
                 lp = self._forward_suffixes([], None, [ids], last_only=True)[0][-1]
-                results[i] = _choice_distribution(lp, choice_ids, choices)
+                results[i] = self._scores(lp, choice_ids, choices, len(ids), 0)
         return results
 
-    def _next_token_logprobs_shared(self, encoded: dict[int, list[int]]) -> dict[int, Any]:
-        """Next-token log-probabilities of each prompt, running the group's common prefix once."""
+    @staticmethod
+    def _scores(logprobs: Any, choice_ids: list[list[int]], choices: list[str], prompt: int, reused: int
+                ) -> ChoiceScores:
+        usage = Usage(input_tokens=prompt, output_tokens=1, cached_tokens=reused)
+        return ChoiceScores(_choice_distribution(logprobs, choice_ids, choices), usage)
+
+    def _next_token_logprobs_shared(self, encoded: dict[int, list[int]], reused: dict[int, int] | None = None
+                                    ) -> dict[int, Any]:
+        """Next-token log-probabilities of each prompt, running the group's common prefix once.
+
+        ``reused`` receives each prompt's tokens that were not run for it: the first prompt is charged with the
+        prefix's forward pass (less what a stored prefix served), every other one reuses the whole prefix — so the
+        counts add up to the growth of ``stats.reused_tokens``.
+        """
         if not encoded:
             return {}
         seqs = list(encoded.values())
         shared = min(min(map(len, seqs)) - 1, _common_prefix_of(seqs))  # each row keeps ≥ 1 token to run
         prefix = seqs[0][:shared]
-        kv, _ = self._prefix_kv(prefix)
+        kv, stored = self._prefix_kv(prefix)
         if kv is None:
             prefix = []
         self.stats.reused_tokens += len(prefix) * (len(seqs) - 1)  # the other rows' share of the prefix
+        if reused is not None:
+            first = next(iter(encoded))
+            reused.update({i: stored if i == first else len(prefix) for i in encoded})
         order = sorted(encoded, key=lambda i: len(encoded[i]))  # similar lengths together: less padding
         out: dict[int, Any] = {}
         for chunk in _chunks(order, self.batch_size):

@@ -37,7 +37,17 @@ from .cache import JudgeCache, default_cache_dir
 from .data import DataItem, PairItem, coerce_items, coerce_pairs
 from .journal import Journal
 from .limits import RateLimiter
-from .modes import ChoiceScoring, Failure, OwnerGone, TraceWriter, failure_of, partial_errors, read_reply, task_verdicts
+from .modes import (
+    ChoiceScoring,
+    ConditionalOutcome,
+    Failure,
+    OwnerGone,
+    TraceWriter,
+    failure_of,
+    partial_errors,
+    read_reply,
+    task_verdicts,
+)
 from .parse import ParseError
 from .progress import Progress
 from .prompts import PromptLibrary
@@ -366,26 +376,44 @@ class Judge(ChoiceScoring):
     # ------------------------------------------------------------------ tasks → verdicts → records
 
     async def run_tasks(self, tasks: Sequence[Task], context: Mapping[str, Any]) -> list[Any]:
-        """The outcome of every task (``None`` for checks), grouping one-token calls for a choice scorer."""
-        outcomes: list[Any] = [None] * len(tasks)
+        """The outcome of every task (``None`` for checks; a :class:`ConditionalOutcome` for a task with a condition
+        question). For a choice scorer, the one-token calls of the tasks (one response's) that share a choice set go
+        to one ``score_choices`` call — a criterion's condition and criterion questions in the same one when both
+        are Yes/No; the other calls are sent concurrently (batched on a batching backend)."""
+        slots: list[tuple[Call, dict[str, Any]]] = []  # every call with its trace context
+        positions: list[list[int]] = []  # each task's slots: (condition,) criterion call
+        for task in tasks:
+            positions.append([])
+            for call in task.calls:
+                ctx = {**context, "criteria": [c.id for c in task.criteria]}
+                if call.question == "condition":
+                    ctx["question"] = "condition"
+                positions[-1].append(len(slots))
+                slots.append((call, ctx))
         singles: list[int] = []
         groups: dict[tuple[str, ...], list[int]] = {}
-        for index, task in enumerate(tasks):
-            if task.call is not None and self._scorer and task.call.choices:
-                groups.setdefault(task.call.choices, []).append(index)
-            elif task.call is not None:
-                singles.append(index)
-        jobs = [self.run_call(tasks[i].call, {**context, "criteria": [c.id for c in tasks[i].criteria]})
-                for i in singles]  # type: ignore[arg-type]
-        jobs += [self.choice_group([tasks[i].call for i in indices],  # type: ignore[misc]
-                                    {**context, "criteria": [tasks[i].criteria[0].id for i in indices]})
-                 for indices in groups.values()]
+        for n, (call, _) in enumerate(slots):
+            if self._scorer and call.choices:
+                groups.setdefault(call.choices, []).append(n)
+            else:
+                singles.append(n)
+        jobs = [self.run_call(*slots[n]) for n in singles]
+        jobs += [self.choice_group([slots[n][0] for n in members], [slots[n][1] for n in members])
+                 for members in groups.values()]
         results = await asyncio.gather(*jobs)
-        for index, result in zip(singles, results[: len(singles)], strict=True):
-            outcomes[index] = result
-        for indices, group in zip(groups.values(), results[len(singles):], strict=True):
-            for index, result in zip(indices, group, strict=True):
-                outcomes[index] = result
+        answers: list[Any] = [None] * len(slots)
+        for n, result in zip(singles, results[: len(singles)], strict=True):
+            answers[n] = result
+        for members, group in zip(groups.values(), results[len(singles):], strict=True):
+            for n, result in zip(members, group, strict=True):
+                answers[n] = result
+        outcomes: list[Any] = [None] * len(tasks)
+        for index, task in enumerate(tasks):
+            found = [answers[n] for n in positions[index]]
+            if task.condition is not None:
+                outcomes[index] = ConditionalOutcome(condition=found[0], criterion=found[1])
+            elif found:
+                outcomes[index] = found[0]
         return outcomes
 
     async def ascore(self, rubric: Rubric | RubricSet, item: DataItem | Mapping[str, Any], *,
@@ -532,7 +560,7 @@ class Judge(ChoiceScoring):
             for r in range(self.options.repeat):
                 tasks.extend(self.builder.item_tasks(rubric, item, r))
         criteria = {(rubric.id, c.id) for _, rubric in assigned for c in rubric.criteria}
-        calls = [t.call for t in tasks if t.call is not None]
+        calls = [call for t in tasks for call in t.calls]
         return build_plan(calls, **self._plan_context(), items=len(assigned), criteria=len(criteria),
                           tasks=sum(len(t.criteria) or 1 for t in tasks),
                           programmatic=sum(1 for t in tasks if t.kind == "check"))

@@ -7,8 +7,13 @@ completion carries them — the first generated position's top alternatives, ren
 (:func:`~rubrickit.backends.base.choice_probabilities`) — and from the text otherwise. ``p_met`` is P(Yes); the
 verdict is ``met`` when P(Yes) ≥ 0.5. A likert level is the probability-weighted expected level Σ p(l)·l.
 
+A criterion with ``applies_if`` judged with one token has two questions (:class:`ConditionalOutcome`): the
+condition's P(Yes) is p_applies; below 0.5 the verdict is ``not_applicable`` (``p_met`` ``None``: nothing was
+assessed), otherwise the criterion's own answer decides (met/unmet with ``p_met``, or the level).
+
 A failure (backend error after retries, or a reply still unreadable after the re-asks) becomes an ``error`` verdict
-for every criterion the call was deciding, with the reason and (for parse failures) the start of the raw reply.
+for every criterion the call was deciding, with the reason and (for parse failures) the start of the raw reply; for
+a criterion with a condition question, a failure of either of its two questions does.
 An error is never turned into met, unmet or 0.
 """
 
@@ -25,6 +30,7 @@ from typing import Any
 
 from ..aggregate import HOLISTIC_ID
 from ..backends.base import (
+    ChoiceScores,
     Completion,
     CompletionRequest,
     FatalBackendError,
@@ -43,6 +49,7 @@ from .tasks import YES_NO, Call, Task
 
 __all__ = [
     "ChoiceScoring",
+    "ConditionalOutcome",
     "DigitReply",
     "Failure",
     "OwnerGone",
@@ -73,6 +80,17 @@ class DigitReply:
 
     level: float
     probabilities: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class ConditionalOutcome:
+    """The two answers of a criterion judged with a condition question (a task with ``condition``): whether the
+    condition holds and the criterion's own answer, each a read reply or a :class:`Failure`."""
+
+    condition: Any
+    """The condition question's outcome (a :class:`YesNoReply` or a :class:`Failure`)."""
+    criterion: Any
+    """The criterion question's outcome (a :class:`YesNoReply`, a :class:`DigitReply` or a :class:`Failure`)."""
 
 
 @dataclass(frozen=True)
@@ -169,10 +187,40 @@ def _entry_verdict(criterion: Criterion, entry: VerdictReply | LevelReply | Pars
     return Verdict(criterion_id=criterion.id, verdict=entry.verdict, rationale=entry.rationale)
 
 
+def _probability(p: float | None, answer: bool) -> str:
+    return f"P(Yes) = {p:.3f}" if p is not None else f"answered {'Yes' if answer else 'No'}"
+
+
+def _conditional_verdict(criterion: Criterion, outcome: ConditionalOutcome) -> Verdict:
+    """A criterion judged with a condition question: ``not_applicable`` when P(Yes) of the condition < 0.5, else the
+    criterion's own answer. A failure of either question is an ``error``, never met, unmet or not_applicable."""
+    condition, judged = outcome.condition, outcome.criterion
+    if isinstance(condition, Failure):
+        failed = Failure(condition.kind, f"condition question: {condition.message}", raw=condition.raw)
+        return _error(criterion.id, failed.describe())
+    if isinstance(judged, Failure):
+        return _error(criterion.id, judged.describe())
+    assert isinstance(condition, YesNoReply)
+    applies = _probability(condition.p_met, condition.met)
+    if not condition.met:
+        # p_met stays None: the criterion was not assessed, and p_met means "the statement holds" of an assessed one.
+        return Verdict(criterion_id=criterion.id, verdict="not_applicable",
+                       rationale=f"not applicable: the condition does not hold ({applies})")
+    rationale = f"the condition holds ({applies})"
+    if isinstance(judged, DigitReply):
+        return _level_verdict(criterion, judged.level, rationale)
+    assert isinstance(judged, YesNoReply)
+    return Verdict(criterion_id=criterion.id, verdict="met" if judged.met else "unmet", p_met=judged.p_met,
+                   rationale=rationale)
+
+
 def task_verdicts(task: Task, outcome: Any) -> list[Verdict]:
-    """The verdicts a task's outcome (a read reply or a :class:`Failure`) gives its criteria."""
+    """The verdicts a task's outcome (a read reply, a :class:`Failure`, or for a task with a condition question a
+    :class:`ConditionalOutcome`) gives its criteria."""
     if task.verdict is not None:
         return [task.verdict]
+    if isinstance(outcome, ConditionalOutcome):
+        return [_conditional_verdict(task.criteria[0], outcome)]
     if isinstance(outcome, Failure):
         ids = [HOLISTIC_ID] if task.kind == "holistic" else [c.id for c in task.criteria]
         return [_error(cid, outcome.describe()) for cid in ids]
@@ -242,19 +290,28 @@ class TraceWriter:
 
 
 def _choice_completion(probabilities: Mapping[str, float], request: CompletionRequest, spec: str) -> Completion:
-    """A :class:`ChoiceScorer` answer as a one-token completion (so it is cached and read like any other)."""
+    """A :class:`ChoiceScorer` answer as a one-token completion (so it is cached and read like any other).
+
+    The usage is the backend's when it reports one (a :class:`~rubrickit.backends.base.ChoiceScores`: exact prompt
+    tokens and the prefix tokens it reused, as ``cached_tokens``), else an estimate with nothing cached.
+    """
     best = max(probabilities, key=lambda choice: probabilities[choice])
     top = {choice: math.log(p) if p > 0 else -1e4 for choice, p in probabilities.items()}
     token = TokenLogprob(token=best, logprob=top[best], top=top)
-    usage = Usage(input_tokens=estimate_tokens(request.prompt_text()), output_tokens=1)
+    usage = probabilities.usage if isinstance(probabilities, ChoiceScores) else None
+    if not isinstance(usage, Usage):
+        usage = Usage(input_tokens=estimate_tokens(request.prompt_text()), output_tokens=1)
     return Completion(text=best, logprobs=(token,), usage=usage, finish_reason="stop", model=spec)
 
 
 class ChoiceScoring:
     """The engine's one-token path for a :class:`~rubrickit.backends.base.ChoiceScorer` backend (logprob and likert
-    modes): the calls of one response that share a choice set go to ``score_choices`` together, so a local backend
-    computes the shared prefix (instructions, conversation, response) once. Each answer becomes a one-token
-    completion with the choices' log-probabilities, cached and read like any other. Mixed into :class:`Judge`.
+    modes): the calls of one response that share a choice set go to ``score_choices`` together — every Yes/No
+    question of the response (criteria and conditions) in one call, every digit question of one level range in
+    another — so a local backend computes their shared prefix (instructions, conversation, response) once. Prompts
+    with different choice sets do not share that prefix (the scale prompt has its own instructions), so grouping
+    them would only shorten the common prefix of the call. Each answer becomes a one-token completion with the
+    choices' log-probabilities, cached and read like any other. Mixed into :class:`Judge`.
     """
 
     # Provided by the engine (Judge): identity, options, accounting, cache, and its per-call helpers.
@@ -276,12 +333,21 @@ class ChoiceScoring:
         async with state.semaphore:
             estimate = sum(estimate_tokens(r.prompt_text()) + 1 for r in requests)
             await state.limiter.acquire(estimate)
-            return list(await call_with_retries(
+            results = list(await call_with_retries(
                 lambda: self.backend.score_choices(requests, calls[0].choices),  # type: ignore[attr-defined]
                 self.options.retry, sleep=self._sleep, on_retry=self._on_retry))
+            used = sum(r.usage.input_tokens + r.usage.output_tokens for r in results
+                       if isinstance(r, ChoiceScores) and isinstance(r.usage, Usage))
+            state.limiter.correct(estimate, used or estimate)
+            return results
 
-    async def choice_group(self, calls: Sequence[Call], context: Mapping[str, Any]) -> list[Any]:
-        """Calls sharing one choice set, sent to the backend's ``score_choices`` together (one shared prefix)."""
+    async def choice_group(self, calls: Sequence[Call],
+                           context: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Calls sharing one choice set, sent to the backend's ``score_choices`` together (one shared prefix).
+
+        ``context`` is the trace context of every call, or a sequence with one per call.
+        """
+        contexts = [context] * len(calls) if isinstance(context, Mapping) else list(context)
         keys = [JudgeCache.key(self.spec, call.request, salt=call.salt) for call in calls]
         answers: list[Any] = [None] * len(calls)
         sources = ["backend"] * len(calls)
@@ -305,8 +371,8 @@ class ChoiceScoring:
                 answers[index] = await asyncio.shield(future)
             except Exception as error:  # includes an owner that was cancelled
                 answers[index] = error
-        return [self._read_choice(call, answer, source, context)
-                for call, answer, source in zip(calls, answers, sources, strict=True)]
+        return [self._read_choice(call, answer, source, ctx)
+                for call, answer, source, ctx in zip(calls, answers, sources, contexts, strict=True)]
 
     async def _fill_owned(self, calls: Sequence[Call], keys: Sequence[str], owned: dict[int, asyncio.Future],
                           answers: list[Any]) -> None:

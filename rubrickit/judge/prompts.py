@@ -49,6 +49,7 @@ TEMPLATE_NAMES = (
     "per_criterion",
     "per_response",
     "logprob",
+    "condition",
     "scale",
     "holistic",
     "pairwise_criterion",

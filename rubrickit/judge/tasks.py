@@ -9,12 +9,18 @@ mode           criteria without a scale                                scale cri
 ============== ================================================================================================
 per_criterion  ``per_criterion`` (JSON verdict), one call each          ``scale`` (JSON level)
 per_response   one ``per_response`` call for all criteria of the response (levels for scale criteria)
-logprob        ``logprob`` (one token Yes/No; a criterion with          ``scale`` as one digit when the backend gives
-               ``applies_if`` uses ``per_criterion``: Yes/No cannot    probabilities and the levels are digits,
-               say "not applicable")                                   else JSON
+logprob        ``logprob`` (one token Yes/No)                          ``scale`` as one digit when the backend gives
+                                                                       probabilities and the levels are digits,
+                                                                       else JSON
 likert         ``per_criterion``                                       like logprob mode
 holistic       one ``holistic`` call: a 1–10 rating against all criteria
 ============== ================================================================================================
+
+A criterion with ``applies_if`` that is judged with one token (a Yes/No or a digit question) gets a second one-token
+question, ``condition`` ("does the condition hold for this conversation?", Yes/No): its task carries both calls
+(:attr:`Task.condition` and :attr:`Task.call`), and the criterion is ``not_applicable`` when P(Yes) of the condition
+is below 0.5 (see :func:`rubrickit.judge.modes.task_verdicts`). The condition prompt has the same instructions and
+material as the ``logprob`` prompt, so every Yes/No question about one response shares one prefix.
 
 Programmatic checks (``criterion.check``) are always decided locally. A rubric whose ``aggregation`` is
 ``holistic`` is judged with the holistic rating whatever the mode. Requests carry ``json_schema`` when the backend
@@ -79,6 +85,8 @@ class Call:
     """Per-response: each criterion id with its level range (``None`` for met/unmet criteria)."""
     choices: tuple[str, ...] | None = None
     """The one-token answers a :class:`~rubrickit.backends.base.ChoiceScorer` scores (``yes_no``, ``digit``)."""
+    question: Literal["criterion", "condition"] = "criterion"
+    """What the call asks: the criterion itself, or whether its condition (``applies_if``) holds."""
 
     def output_estimate(self) -> int:
         """Expected generated tokens (for plans)."""
@@ -98,6 +106,14 @@ class Task:
     """The judge request (``None`` for a check)."""
     verdict: Verdict | None = None
     """The verdict of a check, decided when the task was built."""
+    condition: Call | None = None
+    """One-token judging of a criterion with ``applies_if``: the Yes/No question whether the condition holds, sent
+    together with :attr:`call` (the criterion's own question); ``None`` otherwise."""
+
+    @property
+    def calls(self) -> tuple[Call, ...]:
+        """Every call of the task: the condition question (if any), then the criterion's call."""
+        return tuple(c for c in (self.condition, self.call) if c is not None)
 
 
 def check_verdict(criterion: Criterion, response: str) -> Verdict:
@@ -179,24 +195,43 @@ class TaskBuilder:
         return tasks
 
     def _single(self, criterion: Criterion, material: dict[str, Any], repeat: int) -> Task:
-        one_token = self.mode in ("logprob", "likert") and self.probabilities and criterion.applies_if is None
+        one_token = self.mode in ("logprob", "likert") and self.probabilities
         if criterion.scale:
             if one_token and _digit_levels(criterion):
-                return Task("digit", (criterion,), call=self._scale_call(criterion, material, repeat, "digit"))
+                call = self._scale_call(criterion, material, repeat, "digit")
+                condition = self._condition_call(criterion, material, repeat)
+                return Task("digit", (criterion,), call=call, condition=condition)
             return Task("scale", (criterion,), call=self._scale_call(criterion, material, repeat, "json"))
         variables = {**material, "criterion": criterion_data(criterion)}
         if one_token and self.mode == "logprob":
             call = self._call("logprob", variables, repeat, "yes_no", choices=YES_NO)
-            return Task("logprob", (criterion,), call=call)
+            return Task("logprob", (criterion,), call=call,
+                        condition=self._condition_call(criterion, material, repeat))
         call = self._call("per_criterion", variables, repeat, "verdict", schema=parse.verdict_schema())
         return Task("criterion", (criterion,), call=call)
+
+    def _condition_call(self, criterion: Criterion, material: dict[str, Any], repeat: int) -> Call | None:
+        """The one-token question whether the criterion's condition holds (``None`` without ``applies_if``).
+
+        The prompt shows the condition, not the criterion, so criteria with the same condition ask one identical
+        question (deduplicated: answered once).
+        """
+        if criterion.applies_if is None:
+            return None
+        data = criterion_data(criterion)
+        variables = {**material, "criterion": data, "condition": data["applies_if"]}
+        return self._call("condition", variables, repeat, "yes_no", choices=YES_NO, question="condition")
 
     def _scale_call(self, criterion: Criterion, material: dict[str, Any], repeat: int, answer: str) -> Call:
         data = criterion_data(criterion)
         low, high = data["low"], data["high"]
+        na = criterion.applies_if is not None
+        if answer == "digit":
+            # A digit cannot say "not applicable": the condition is a question of its own (_condition_call), and
+            # the level is asked as if it applies (the scale template then shows no <condition>).
+            data = {**data, "applies_if": None}
         variables = {**material, "criterion": data, "levels": data["levels"], "low": low, "high": high,
                      "answer": answer}
-        na = criterion.applies_if is not None
         if answer == "digit":
             digits = tuple(str(level) for level in range(low, high + 1))
             return self._call("scale", variables, repeat, "digit", low=low, high=high, choices=digits)
