@@ -27,13 +27,12 @@ from .base import Capabilities, Completion, CompletionRequest, RetryableBackendE
 from .openai_backend import (
     GuidedMode,
     completion_from_response,
-    guided_choice_body,
     guided_mode,
     import_sdk,
     map_sdk_error,
+    output_params,
     redact,
     redact_url,
-    response_format,
 )
 
 __all__ = ["LiteLLMBackend", "import_litellm"]
@@ -165,19 +164,7 @@ class LiteLLMBackend:
         }
         if self.base_url:
             params["api_base"] = self.base_url
-        if request.seed is not None:
-            params["seed"] = request.seed
-        if request.logprobs:
-            params["logprobs"] = True
-            if request.top_logprobs:
-                params["top_logprobs"] = request.top_logprobs
-        extra = dict(self._extra_body)
-        if request.choices and self._guided is not None:
-            extra.update(guided_choice_body(request.choices, self._guided))
-        elif request.json_schema is not None:
-            params["response_format"] = response_format(request.json_schema, self._strict)
-        if extra:
-            params["extra_body"] = extra
+        params.update(output_params(request, extra_body=self._extra_body, guided=self._guided, strict=self._strict))
         return params
 
     async def complete(self, request: CompletionRequest) -> Completion:

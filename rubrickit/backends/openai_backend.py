@@ -373,6 +373,10 @@ def aiohttp_http_client(timeout: float) -> Any:
 
     dropped = {b"content-encoding", b"content-length", b"transfer-encoding"}
 
+    def _proxy_configured() -> bool:
+        return any(os.environ.get(name) for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
+                                                     "https_proxy", "all_proxy"))
+
     class AiohttpTransport(httpx.AsyncBaseTransport):
         def __init__(self) -> None:
             self._session: aiohttp.ClientSession | None = None
@@ -383,7 +387,9 @@ def aiohttp_http_client(timeout: float) -> Any:
             loop = asyncio.get_running_loop()
             if self._session is None or self._session.closed or self._loop is not loop:
                 self._abandon()
-                session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
+                # trust_env makes aiohttp read ~/.netrc and the proxy variables on every request (two thread-pool
+                # hops per call: bench/RESULTS.md section a); only pay for it when a proxy is configured.
+                session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=_proxy_configured())
                 # Close the session while its loop still runs: asyncio.run() closes suspended async generators
                 # before it closes the loop, so a backend reused across asyncio.run() calls leaks no sockets.
                 guard = _close_at_loop_end(session)
@@ -542,20 +548,7 @@ class OpenAIBackend:
             "temperature": request.temperature,
             self._max_tokens_param: request.max_tokens,
         }
-        if request.seed is not None:
-            params["seed"] = request.seed
-        if request.logprobs:
-            params["logprobs"] = True
-            if request.top_logprobs:
-                params["top_logprobs"] = request.top_logprobs
-        extra = dict(self._extra_body)
-        if request.choices and self._guided is not None:
-            # One structured-output constraint per request: vLLM rejects a choice and a schema together.
-            extra.update(guided_choice_body(request.choices, self._guided))
-        elif request.json_schema is not None:
-            params["response_format"] = response_format(request.json_schema, self._strict)
-        if extra:
-            params["extra_body"] = extra
+        params.update(output_params(request, extra_body=self._extra_body, guided=self._guided, strict=self._strict))
         for name in self._drop:
             params.pop(name, None)
         return params
@@ -585,3 +578,25 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         """Close the HTTP client and its connections."""
         await self._client.close()
+
+
+def output_params(
+    request: CompletionRequest, *, extra_body: dict[str, Any], guided: Any, strict: Any
+) -> dict[str, Any]:
+    """Seed, logprobs, structured output and ``extra_body`` of an OpenAI-style request (litellm uses it too)."""
+    params: dict[str, Any] = {}
+    if request.seed is not None:
+        params["seed"] = request.seed
+    if request.logprobs:
+        params["logprobs"] = True
+        if request.top_logprobs:
+            params["top_logprobs"] = request.top_logprobs
+    extra = dict(extra_body)
+    if request.choices and guided is not None:
+        # One structured-output constraint per request: vLLM rejects a choice and a schema together.
+        extra.update(guided_choice_body(request.choices, guided))
+    elif request.json_schema is not None:
+        params["response_format"] = response_format(request.json_schema, strict)
+    if extra:
+        params["extra_body"] = extra
+    return params
