@@ -34,5 +34,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check rubrickit tests
 
+# The benchmarks of bench/README.md (3–5 minutes on 2 cores); autorubric is only needed here, for section f.
+bench: $(STAMP)
+	$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('autorubric') is None)" \
+		|| $(BIN)/python -m pip install --quiet autorubric==1.6.1
+	$(BIN)/python bench/bench_engine.py --out bench/RESULTS.md
+
 clean-venv:
 	rm -rf $(VENV)
