@@ -101,3 +101,30 @@ def test_bad_judge_spec_is_one_clear_error(tmp_path: Path) -> None:
     code, output = run("score", "-r", RUBRIC, "-d", REPO / "examples" / "support-tickets.jsonl",
                        "--judge", "openia:gpt-4o", "--dry-run")
     assert code == 1 and "Did you mean 'openai'" in output and "Traceback" not in output
+
+
+def test_api_key_never_reaches_cache_journal_output_trace_or_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from rubrickit import score_files
+
+    secret = "sk-test-SECRET-4b1d7c9e"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+    with OAIServer(api_key=secret) as server:
+        result = score_files(RUBRIC, REPO / "examples" / "support-tickets.jsonl", judge="openai:judge-model",
+                             base_url=server.url, out=tmp_path / "out" / "scores.jsonl", cache_dir=tmp_path / "cache",
+                             trace_path=tmp_path / "out" / "trace.jsonl")
+        # The key did authenticate every call (the server refuses others) ...
+        assert server.chat_bodies and result.records
+        assert all(v["verdict"] != "error" for r in result.records for v in r.model_dump()["verdicts"]
+                   if v["criterion_id"] != "tone")
+    # ... and is nowhere on disk or in the logs.
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "trace.jsonl" for p in written) and any(p.suffix == ".sqlite3" for p in written)
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
+    assert secret not in caplog.text
+    assert secret not in repr(result.accounting)
