@@ -233,12 +233,13 @@ def loadavg() -> str:
 async def engine_run(judge: Any, rubric: Any, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Score ``items`` with ``judge`` (a rubrickit Judge) and measure it."""
     records = []
+    started_at = time.time()  # the clock the server stamps arrivals with
     with Meter() as meter:
         async for record in judge.ascore_many(rubric, items):
             records.append(record)
     summary = judge.summary()
     return {"wall": meter.wall, "cpu": meter.cpu, "preempted": meter.preempted, "records": len(records),
-            "errors": sum(r.errors for r in records), "summary": summary}
+            "errors": sum(r.errors for r in records), "summary": summary, "started_at": started_at}
 
 
 def openai_judge(server: Server, **options: Any) -> Any:
@@ -336,7 +337,7 @@ _ENTRY_POINTS = [
 ]
 
 
-def profile_summary(profile: cProfile.Profile) -> tuple[str, dict[str, float], int]:
+def profile_summary(profile: cProfile.Profile) -> tuple[str, dict[str, float], int, dict[str, float]]:
     """Markdown tables: profiled time by package (own time) and by entry point (cumulative); plus the shares and
     the number of thread-pool hops (``asyncio.to_thread``/``run_in_executor``)."""
     stats = pstats.Stats(profile)
@@ -363,7 +364,7 @@ def profile_summary(profile: cProfile.Profile) -> tuple[str, dict[str, float], i
         lines.append(f"| {label} | {calls:,} | {cum / total:.0%} |")
     hops = sum(nc for (filename, _, name), (_, nc, _, _, _) in raw.items()
                if name == "run_in_executor" and filename.endswith("asyncio/base_events.py"))
-    return "\n".join(lines), shares, hops
+    return "\n".join(lines), shares, hops, {name: tt / total for name, tt in groups.items()}
 
 
 # ------------------------------------------------------------------------------------------------ section a
@@ -497,6 +498,7 @@ def queueing(server: Server, marks: dict[str, tuple[float, float]], latency: flo
     """Median/p90 of the time from the backend call to the server's arrival (pre-send) and from the server's reply
     to the call returning (post-reply), in ms."""
     timeline = server._call("/bench/timeline")  # type: ignore[arg-type]
+    first = min((arrived for arrived, _ in timeline), default=None)
     pre, post = [], []
     for arrived, digest in timeline:
         if digest in marks:
@@ -507,7 +509,7 @@ def queueing(server: Server, marks: dict[str, tuple[float, float]], latency: flo
         return {}
     deciles = statistics.quantiles
     return {"pre_p50": statistics.median(pre), "pre_p90": deciles(pre, n=10)[8],
-            "post_p50": statistics.median(post), "post_p90": deciles(post, n=10)[8]}
+            "post_p50": statistics.median(post), "post_p90": deciles(post, n=10)[8], "first_arrival": first}
 
 
 def section_a(server: Server, reps: int) -> Section:
@@ -533,6 +535,8 @@ def section_a(server: Server, reps: int) -> Section:
             run["server"] = server.stats()
             if marks is not None:
                 run["queueing"] = queueing(server, marks, latency)
+                if run["queueing"].get("first_arrival"):
+                    run["queueing"]["startup"] = (run["queueing"]["first_arrival"] - run["started_at"]) * 1000
             runs.append(run)
         return runs
 
@@ -552,6 +556,9 @@ def section_a(server: Server, reps: int) -> Section:
               "", f"average in flight {tasks * LATENCY / wall:.1f} of {CONCURRENCY}")
         s.row("  a slot's time per call (wall × concurrency ÷ calls)", wall * CONCURRENCY / tasks * 1000, "ms",
               f"of which {LATENCY * 1000:.0f} ms at the server")
+        if waits.get("startup") is not None:
+            s.row("  run start → first request at the server", waits["startup"], "ms",
+                  f"the engine renders the prompts of its first window ({2 * CONCURRENCY} items) before sending")
         if waits:
             s.row("  backend call → request at the server (p50 / p90)",
                   f"{waits['pre_p50']:.1f} / {waits['pre_p90']:.1f}", "ms", "client-side time before sending")
@@ -575,12 +582,36 @@ def section_a(server: Server, reps: int) -> Section:
             results.append(run_async(factory, 60))
         floors[name] = {"wall": median_of(results, "wall"), "cpu": median_of(results, "cpu")}
 
+    def startup_parts() -> dict[str, float]:
+        from rubrickit.backends.fake import FakeBackend
+        from rubrickit.judge import Judge
+        from rubrickit.judge.cache import JudgeCache
+        from rubrickit.judge.data import coerce_items
+
+        judge = Judge(FakeBackend(), use_cache=False, progress=False)
+        data = coerce_items(items)
+        renders, hashes = [], []
+        for _ in range(3):
+            with Meter() as meter:
+                built = [task.call.request for item in data for task in judge.builder.item_tasks(rubric, item)
+                         if task.call is not None]
+            renders.append(meter.wall)
+            with Meter() as meter:
+                for request in built:
+                    JudgeCache.key(f"openai:{MODEL}", request)
+            hashes.append(meter.wall)
+        judge.close()
+        return {"render_ms": min(renders) * 1000, "hash_ms": min(hashes) * 1000}
+
+    parts = s.attempt("startup parts", startup_parts)
+    if parts and waits:
+        waits.update(parts)
     built = s.attempt("building the requests", lambda: _requests_and_bodies(server, rubric, items))
     if built:
         requests, bodies = built
         s.attempt("raw aiohttp", lambda: floor("raw aiohttp, `trust_env=False`", lambda: _raw_aiohttp(
             server.url, bodies, CONCURRENCY, False)))
-        s.attempt("raw aiohttp trust_env", lambda: floor("raw aiohttp, `trust_env=True` (as the backend's session)",
+        s.attempt("raw aiohttp trust_env", lambda: floor("raw aiohttp, `trust_env=True`",
                                                          lambda: _raw_aiohttp(server.url, bodies, CONCURRENCY, True)))
         s.attempt("backend direct", lambda: floor("`OpenAIBackend.complete` alone, no engine (openai SDK + aiohttp "
                                                   "transport)", lambda: _backend_direct(server.url, requests,
@@ -602,6 +633,30 @@ def section_a(server: Server, reps: int) -> Section:
 
     s.attempt("engine + fake", fake_floor)
 
+    # One profiled run: which code the client's CPU time goes to.
+    def profiled() -> tuple[str, dict[str, float], int, dict[str, float]]:
+        server.reset(LATENCY)
+        judge = openai_judge(server)
+        profile = cProfile.Profile()
+        try:
+            profile.enable()
+            run_async(lambda: engine_run(judge, rubric, items), 120)
+            profile.disable()
+        finally:
+            judge.close()
+        return profile_summary(profile)
+
+    prof = s.attempt("profile", profiled)
+    shares: dict[str, float] = {}
+    groups: dict[str, float] = {}
+    hops = 0
+    profile_table = ""
+    if prof:
+        table, shares, hops, groups = prof
+        profile_table = ("One run under cProfile, busy time only (the wait in `epoll` is left out; the profiler "
+                         "inflates every time, the shares are what matter):\n\n" + table
+                         + f"\n\nThread-pool hops (`run_in_executor`) during the run: {hops:,} "
+                         f"({hops / tasks:.1f} per call).")
     # What-if variants of the full run, patched in this process only (the engine's code is not changed).
     variants: dict[str, dict[str, Any]] = {}
 
@@ -610,13 +665,24 @@ def section_a(server: Server, reps: int) -> Section:
             for patch in patches:
                 stack.enter_context(patch())
             found = full(reps)
+        wrong = [(r["errors"], r["server"]["chat_requests"]) for r in found
+                 if r["errors"] or r["server"]["chat_requests"] != tasks]
+        if wrong:
+            raise RuntimeError(f"the patched runs are not like for like (error verdicts, requests): {wrong}")
         variants[name] = {"wall": median_of(found, "wall"), "cpu": median_of(found, "cpu")}
 
-    s.attempt("variant trust_env", lambda: variant("full run, backend session with `trust_env=False`",
-                                                   session_without_trust_env))
-    s.attempt("variant transform", lambda: variant("full run, SDK param transform skipped", sdk_without_transform))
-    s.attempt("variant both", lambda: variant("full run, both of the above", session_without_trust_env,
-                                              sdk_without_transform))
+    # Only the patches that touch the code path the profile shows in use (the backend may already avoid them).
+    hopping = prof is None or hops >= tasks
+    transforming = prof is None or "async_maybe_transform" in shares
+    if hopping:
+        s.attempt("variant trust_env", lambda: variant("full run, backend session with `trust_env=False`",
+                                                       session_without_trust_env))
+    if transforming:
+        s.attempt("variant transform", lambda: variant("full run, SDK param transform skipped",
+                                                       sdk_without_transform))
+    if hopping and transforming:
+        s.attempt("variant both", lambda: variant("full run, both of the above", session_without_trust_env,
+                                                  sdk_without_transform))
     s.attempt("variant gc", lambda: variant("full run, cyclic GC paused", gc_off))
     slow = s.attempt("latency 500 ms", lambda: full(1, latency=0.5))
 
@@ -640,36 +706,17 @@ def section_a(server: Server, reps: int) -> Section:
         s.tables.append("Where the time goes (medians of the same number of runs; diagnostic rows patch the "
                         "library in the bench process only, to measure what a change would buy):\n\n"
                         + "\n".join(lines))
+    if profile_table:
+        s.tables.append(profile_table)
 
-    # One profiled run: which code the client's CPU time goes to.
-    def profiled() -> tuple[str, dict[str, float], int]:
-        server.reset(LATENCY)
-        judge = openai_judge(server)
-        profile = cProfile.Profile()
-        try:
-            profile.enable()
-            run_async(lambda: engine_run(judge, rubric, items), 120)
-            profile.disable()
-        finally:
-            judge.close()
-        return profile_summary(profile)
-
-    prof = s.attempt("profile", profiled)
-    shares: dict[str, float] = {}
-    hops = 0
-    if prof:
-        table, shares, hops = prof
-        s.tables.append("One run under cProfile, busy time only (the wait in `epoll` is left out; the profiler "
-                        "inflates every time, the shares are what matter):\n\n" + table
-                        + f"\n\nThread-pool hops (`run_in_executor`) during the run: {hops:,} "
-                        f"({hops / tasks:.1f} per call).")
-    s.interpretation = interpret_a(ideal, tasks, runs, waits, floors, variants, slow, shares, hops)
+    s.interpretation = interpret_a(ideal, tasks, runs, waits, floors, variants, slow, shares, hops, groups)
     return s
 
 
 def interpret_a(ideal: float, tasks: int, runs: list[dict[str, Any]], waits: dict[str, float],
                 floors: dict[str, dict[str, Any]], variants: dict[str, dict[str, Any]],
-                slow: list[dict[str, Any]] | None, shares: dict[str, float], hops: int) -> list[str]:
+                slow: list[dict[str, Any]] | None, shares: dict[str, float], hops: int,
+                groups: dict[str, float]) -> list[str]:
     if not runs:
         return ["The main measurement failed; see the failures below."]
     wall, cpu = median_of(runs, "wall"), median_of(runs, "cpu")
@@ -689,6 +736,27 @@ def interpret_a(ideal: float, tasks: int, runs: list[dict[str, Any]], waits: dic
                    f"{cpu / tasks * 1000:.2f} ms of CPU; the rest is waiting its turn on the one event loop behind "
                    "the other calls' CPU work: every await inside the SDK and the transport hands the loop to the "
                    "other 49 calls, so each call's latency grows with everyone's CPU time.")
+    if waits.get("startup") is not None:
+        sdk_hops = hops if shares and hops < tasks else 0  # without per-request hops, these are all of them
+        out.append(
+            f"The first request reaches the server {waits['startup']:.0f} ms after the run starts "
+            f"({waits['startup'] / 10 / ideal:.0f}% of this 1-second ideal), a one-off cost per run. asyncio runs "
+            "every ready task before it polls the sockets, and the engine starts a window of "
+            f"{2 * CONCURRENCY} items at once (`judge/engine.py` `_stream`), each rendering all its prompts "
+            "(`_score` → `TaskBuilder.item_tasks`) and hashing each request for dedup (`send`) before waiting for a "
+            "concurrency slot"
+            + (f": measured apart, rendering this run's 500 prompts takes {waits['render_ms']:.0f} ms and hashing "
+               f"them {waits['hash_ms']:.0f} ms" if "render_ms" in waits else "")
+            + ". A fresh `openai` client also opens its 50 connections, and its first concurrent calls each look "
+              "up the platform headers in a worker thread (`openai/_base_client.py`, `asyncify(get_platform)`, "
+              "cached only after the first returns"
+            + (f"; the {sdk_hops} thread-pool hops of the profiled run are these" if sdk_hops else "") + ").")
+    if waits:
+        out.append(f"The gap between the p50 ({waits['pre_p50']:.0f} ms) and the p90 ({waits['pre_p90']:.0f} ms) "
+                   "before sending points to a convoy for the rest: the calls move through the SDK's awaits "
+                   "together, so a clump of replies is processed step by step in turn and each call in it waits for "
+                   "the whole clump's CPU work before its next request leaves; the clump re-forms every cycle "
+                   "because the server answers each request exactly 100 ms after it arrives.")
     fake = next((v for k, v in floors.items() if "FakeBackend" in k), None)
     direct = next((v for k, v in floors.items() if "OpenAIBackend" in k), None)
     raw = next((v for k, v in floors.items() if "trust_env=False" in k), None)
@@ -707,40 +775,66 @@ def interpret_a(ideal: float, tasks: int, runs: list[dict[str, Any]], waits: dic
                    f"({direct['cpu'] / tasks * 1000:.2f} ms CPU per call): the limit is the `openai:` backend's "
                    "per-request path.")
     env = variants.get("full run, backend session with `trust_env=False`")
-    if raw and raw_env:
-        out.append("Two causes in it. (1) `backends/openai_backend.py` opens its aiohttp session with "
-                   "`trust_env=True`; aiohttp then reads `~/.netrc` (`run_in_executor`) and the proxy environment "
-                   f"(`asyncio.to_thread`) on **every** request — {hops / tasks:.1f} thread-pool hops per call "
-                   "in the profiled run. Each hop sends the call to the back of the loop's queue and needs the GIL "
-                   f"from the busy loop thread. Plain aiohttp with `trust_env=True` costs "
-                   f"{(raw_env['cpu'] - raw['cpu']) / tasks * 1000:.2f} ms CPU more per call"
-                   + (f"; the full run with the session's `trust_env` off reaches {ideal / env['wall']:.2f} instead "
-                      f"of {ratio:.2f}." if env else "."))
-    transform = shares.get("async_maybe_transform")
     skip = variants.get("full run, SDK param transform skipped")
-    if transform or skip:
-        out.append("(2) The openai SDK's own per-request work: "
-                   + (f"its `async_maybe_transform` of the request params takes {transform:.0%} of the client's busy "
-                      "time, walking every message and the JSON schema through `typing` introspection on every call"
-                      if transform else "its request-param transform")
-                   + (f"; skipping it gives {ideal / skip['wall']:.2f}" if skip else "") + ".")
     both = variants.get("full run, both of the above")
-    if both:
+    transform = shares.get("async_maybe_transform")
+    per_call_hops = hops / tasks if shares else None
+    causes = []
+    if per_call_hops is not None and per_call_hops >= 1:
+        causes.append(
+            "`backends/openai_backend.py` opens its aiohttp session with `trust_env=True`; aiohttp then reads "
+            "`~/.netrc` (`run_in_executor`) and the proxy environment (`asyncio.to_thread`) on **every** request — "
+            f"{per_call_hops:.1f} thread-pool hops per call in the profiled run. Each hop sends the call to the back "
+            "of the loop's queue and needs the GIL from the busy loop thread"
+            + (f"; plain aiohttp with `trust_env=True` costs {(raw_env['cpu'] - raw['cpu']) / tasks * 1000:.2f} ms "
+               "CPU more per call" if raw and raw_env else "")
+            + (f"; the full run with the session's `trust_env` off reaches {ideal / env['wall']:.2f} instead of "
+               f"{ratio:.2f}" if env else "") + ".")
+    if transform or skip:
+        causes.append(
+            "the openai SDK's own per-request work: "
+            + (f"its `async_maybe_transform` of the request params takes {transform:.0%} of the client's busy "
+               "time, walking every message and the JSON schema through `typing` introspection on every call"
+               if transform else "its request-param transform")
+            + (f"; skipping it (diagnostic row) gives {ideal / skip['wall']:.2f} on "
+               f"{skip['cpu'] / tasks * 1000:.2f} ms CPU per call" if skip else "")
+            + ". The rest is the SDK's other per-call work (building the httpx request and headers, the response "
+            "object).")
+    if groups and not transform:
+        top = sorted(((share, name) for name, share in groups.items() if name not in ("C builtins", "other")),
+                     reverse=True)[:4]
+        sdk = shares.get("_build_request")
+        compare = (f"; plain aiohttp needs {raw['cpu'] / tasks * 1000:.2f} ms of CPU per call where the backend "
+                   f"needs {direct['cpu'] / tasks * 1000:.2f}" if raw and direct else "")
+        causes.append(
+            "the client's per-call CPU in the HTTP stack: the backend already posts through the SDK's low-level "
+            "`post` (no param transform in the profile), and the busy time goes mostly to "
+            + ", ".join(f"{name} {share:.0%}" for share, name in top)
+            + (f" (the SDK's `_build_request` alone {sdk:.0%})" if sdk else "") + compare + ".")
+    if len(causes) > 1:
+        out.append("Two causes in it. " + " ".join(f"({i}) {c[0].upper()}{c[1:]}" for i, c in enumerate(causes, 1)))
+    elif causes:
+        out.append("What limits it is " + causes[0])
+    if per_call_hops is not None and per_call_hops < 1:
+        out.append("The backend's aiohttp session does not trust the environment here (no proxy is configured), so "
+                   "aiohttp makes no per-request netrc/proxy thread hops"
+                   + (f"; with `trust_env=True` plain aiohttp costs {(raw_env['cpu'] - raw['cpu']) / tasks * 1000:.2f} "
+                      "ms CPU more per call" if raw and raw_env else "") + ".")
+    if both and per_call_hops is not None and per_call_hops >= 1:
         out.append(f"With both removed the full run reaches {ideal / both['wall']:.2f} on "
-                   f"{both['cpu'] / tasks * 1000:.2f} ms CPU per call; what remains is the SDK's other per-call work "
-                   "(building the httpx request, headers, the response object) at 500 calls/s on one core.")
+                   f"{both['cpu'] / tasks * 1000:.2f} ms CPU per call.")
     paused = variants.get("full run, cyclic GC paused")
     if paused:
-        out.append(f"Pausing Python's cyclic GC during the run gives {ideal / paused['wall']:.2f} (the SDK allocates "
-                   "many short-lived objects).")
+        out.append(f"Pausing Python's cyclic GC during the run gives {ideal / paused['wall']:.2f}.")
     if slow:
         slow_ideal = tasks * 0.5 / CONCURRENCY
         out.append(f"At a more API-like 500 ms latency (100 calls/s) the same run reaches "
                    f"{slow_ideal / slow[0]['wall']:.2f} of its ideal: the per-call client cost matters in proportion "
                    "to the call rate, and 500 calls/s on one core is where it shows.")
-    out.append(f"The machine has 2 cores shared with other processes (load average in the header); "
-               f"{median_of(runs, 'preempted'):.0f} involuntary context switches in a run show the client being "
-               "descheduled, which lengthens the waits above.")
+    preempted = median_of(runs, "preempted")
+    out.append(f"The machine has 2 cores shared with other processes (load average in the header); the client was "
+               f"preempted {preempted:.0f} times in a run"
+               + (", which lengthens the waits above." if preempted > 300 else "."))
     return out
 
 
