@@ -221,3 +221,27 @@ def pair_summary(records: Sequence[Any]) -> None:
         str(sum(r.errors for r in records)),
     )
     err.print(grid)
+
+
+def generation(result: Any, path: Path, *, extra_outputs: Sequence[str] = ()) -> None:
+    """What a generation run wrote, its statistics and why prompts were skipped."""
+    criteria = sum(len(r.criteria) for r in result.rubrics)
+    kind = "general rubric" if result.general else "rubrics"
+    out.print(f"[bold]{escape(result.method)}[/]: wrote {len(result.rubrics)} {kind} ({criteria} criteria) to "
+              f"{escape(str(path))}" + "".join(f", {escape(p)}" for p in extra_outputs))
+    table = Table(title="statistics", show_header=True)
+    table.add_column("counter")
+    table.add_column("value", justify="right")
+    for name, value in result.stats.items():
+        if isinstance(value, dict):
+            for reason, count in value.items():
+                table.add_row(f"{escape(name)}: {escape(str(reason))}", str(count))
+        else:
+            table.add_row(escape(name), escape(str(value)))
+    if result.stats:
+        out.print(table)
+    if result.skipped:
+        counts: dict[str, int] = {}
+        for skip in result.skipped:
+            counts[skip.get("reason", "?")] = counts.get(skip.get("reason", "?"), 0) + 1
+        note(f"skipped {len(result.skipped)} prompts: " + "; ".join(f"{r} ×{n}" for r, n in counts.items()))

@@ -257,6 +257,13 @@ def _split_csv(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
+# Commands of the later stages live in their own modules; importing them registers them on ``app``.
+from . import cli_eval, cli_generate, cli_refine  # noqa: E402
+
+app.add_typer(cli_generate.generate_app, name="generate")
+_ = (cli_eval, cli_refine)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

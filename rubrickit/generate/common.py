@@ -1,0 +1,333 @@
+"""What every generation method shares: calling the generator model for JSON, counting what happened, building
+valid rubrics with provenance, and writing them atomically.
+
+A method gets a :class:`GenContext` (the generator and judge :class:`~rubrickit.judge.engine.Judge` objects, the
+prompt library and a :class:`Stats`) and returns a :class:`GenerationResult`. Generated text from small models is
+often malformed: :meth:`Generator.ajson` re-asks with the reason, then raises :class:`GenerationFailed`; methods
+catch it, count the reason and skip the item. Nothing invalid is ever written: :func:`make_rubric` validates, and
+:func:`write_result` writes atomically and re-reads what it wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from ..backends.base import CompletionRequest, Message
+from ..errors import BackendCallError, OutputExistsError, RubrickitError
+from ..judge.parse import json_objects
+from ..judge.prompts import PromptLibrary, RenderedPrompt
+from ..rubric import Criterion, Provenance, Rubric
+
+__all__ = [
+    "GenContext",
+    "GenerationFailed",
+    "GenerationResult",
+    "Generator",
+    "PairOutcome",
+    "judge_pair",
+    "Stats",
+    "criterion_slug",
+    "make_criteria",
+    "make_provenance",
+    "make_rubric",
+    "write_result",
+]
+
+T = TypeVar("T")
+
+
+class GenerationFailed(RubrickitError):
+    """The generator's output could not be used after the allowed re-asks (the reason is the message)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Stats:
+    """Counters and reasons a method records (``tries``, ``rounds``, ``kept``, ``rejected``: reason → count)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Count ``amount`` more of ``name``."""
+        self.counts[name] += amount
+
+    def reject(self, reason: str) -> None:
+        """Count one rejection (or skip) for ``reason``."""
+        self.reasons[reason] += 1
+
+    def merge(self, other: Stats) -> None:
+        """Add another :class:`Stats` (a per-prompt one into the run's)."""
+        self.counts.update(other.counts)
+        self.reasons.update(other.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain counters for provenance: ``{name: count, ..., "rejected": {reason: count}}``."""
+        out: dict[str, Any] = dict(sorted(self.counts.items()))
+        if self.reasons:
+            out["rejected"] = dict(sorted(self.reasons.items()))
+        return out
+
+
+class Generator:
+    """Sends a rendered prompt template to the generator model and reads one JSON object back.
+
+    Calls go through :meth:`Judge.send` (cache, dedup, rate limits, retries). ``salt`` distinguishes samples that
+    must differ (rejection sampling: ``salt=f"try{n}"``); the same salt gives the cached answer again, so a re-run
+    of a method is free.
+    """
+
+    def __init__(self, judge: Any, library: PromptLibrary, *, temperature: float = 0.7, max_tokens: int = 1024,
+                 reasks: int = 1):
+        self.judge = judge
+        self.library = library
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.reasks = reasks
+
+    @property
+    def spec(self) -> str:
+        """The generator model's spec."""
+        return self.judge.spec
+
+    def render(self, template: str, variables: Mapping[str, Any]) -> RenderedPrompt:
+        """Render ``prompts/<template>.j2``."""
+        return self.library.render(template, variables)
+
+    async def atext(self, template: str, variables: Mapping[str, Any], *, salt: str = "",
+                    temperature: float | None = None, max_tokens: int | None = None) -> str:
+        """The generator's raw reply text (raises :class:`GenerationFailed` when the backend fails)."""
+        rendered = self.render(template, variables)
+        return await self._send(rendered.messages, salt, temperature, max_tokens)
+
+    async def _send(self, messages: Sequence[Message], salt: str, temperature: float | None,
+                    max_tokens: int | None) -> str:
+        temp = self.temperature if temperature is None else temperature
+        seed = int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16) if salt else None
+        request = CompletionRequest(messages=tuple(messages), max_tokens=max_tokens or self.max_tokens,
+                                    temperature=temp, seed=seed)
+        try:
+            completion, _ = await self.judge.send(request, salt=salt)
+        except (BackendCallError, OSError, TimeoutError) as error:
+            raise GenerationFailed(f"backend error: {type(error).__name__}") from error
+        except Exception as error:  # backend-specific failures after retries
+            raise GenerationFailed(f"backend error: {type(error).__name__}") from error
+        return completion.text
+
+    async def ajson(self, template: str, variables: Mapping[str, Any], parse: Callable[[dict[str, Any]], T], *,
+                    salt: str = "", temperature: float | None = None, max_tokens: int | None = None) -> T:
+        """Render, send, and ``parse`` the last JSON object of the reply.
+
+        ``parse`` raises ``ValueError`` (or a pydantic ``ValidationError``) with a short reason when the object is
+        unusable; the generator is re-asked with that reason up to ``reasks`` times, then
+        :class:`GenerationFailed` is raised with the last reason.
+        """
+        rendered = self.render(template, variables)
+        messages: tuple[Message, ...] = rendered.messages
+        reason = "no reply"
+        for attempt in range(self.reasks + 1):
+            text = await self._send(messages, f"{salt}#r{attempt}" if attempt else salt, temperature, max_tokens)
+            objects = json_objects(text)
+            if not objects:
+                reason = "no JSON object in the reply"
+            else:
+                try:
+                    return parse(objects[-1])
+                except ValidationError as error:
+                    first = error.errors(include_url=False)[0]
+                    reason = f"invalid field {'.'.join(map(str, first['loc'])) or 'object'}: {first['msg']}"
+                except (ValueError, TypeError, KeyError) as error:
+                    reason = str(error) or type(error).__name__
+            messages = self.library.reask(rendered.messages, text, reason, rendered.contract)
+        raise GenerationFailed(reason)
+
+
+@dataclass
+class GenContext:
+    """Everything a method needs besides its data and options."""
+
+    generator: Generator
+    """Writes rubrics."""
+    judge: Any
+    """A :class:`~rubrickit.judge.engine.Judge` that judges with them (consistency checks, satisfaction)."""
+    stats: Stats = field(default_factory=Stats)
+    """The run's counters."""
+    compare: str = "pairwise"
+    """How rubrics judge labelled pairs: ``pairwise`` (per-criterion A-vs-B, both orders) or ``pointwise``."""
+    embedding_model: str | None = None
+    """Sentence-transformers model folder for embeddings (``None``: the bundled all-MiniLM-L6-v2)."""
+
+    @property
+    def library(self) -> PromptLibrary:
+        """The prompt templates."""
+        return self.generator.library
+
+
+@dataclass
+class GenerationResult:
+    """What a method produced."""
+
+    method: str
+    rubrics: list[Rubric]
+    """Per-prompt rubrics (``scope: prompt``), or one general rubric."""
+    general: bool = False
+    """True when the result is one general rubric (written as YAML)."""
+    stats: dict[str, Any] = field(default_factory=dict)
+    """Run-level statistics (also in each rubric's provenance)."""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    """``{"prompt_id", "reason"}`` for every prompt that produced no rubric."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Method-specific by-products (e.g. PER's per-pair rubrics)."""
+
+
+_SLUG_CHARS = re.compile(r"[^a-z0-9]+")
+
+
+def criterion_slug(text: str, taken: set[str], *, prefix: str = "") -> str:
+    """A readable unique criterion id from its text (``"Cites a source"`` → ``cites-a-source``), added to ``taken``."""
+    words = _SLUG_CHARS.sub("-", text.lower()).strip("-").split("-")
+    base = (prefix + "-".join(w for w in words[:6] if w))[:48].strip("-") or "criterion"
+    if not base[0].isalpha():
+        base = "c-" + base
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}-{n}", n + 1
+    taken.add(slug)
+    return slug
+
+
+def make_criteria(items: Sequence[Mapping[str, Any]]) -> list[Criterion]:
+    """Criteria from ``{"text", "kind"?, "weight"?, "category"?, "tags"?, "id"?}`` dicts with unique slug ids.
+
+    Items whose text is blank are dropped; an ``id`` that is not a valid unique slug is replaced.
+    """
+    taken: set[str] = set()
+    out = []
+    for item in items:
+        text = str(item.get("text") or "").strip()
+        if not text:
+            continue
+        data = {k: v for k, v in item.items() if k in ("kind", "weight", "category", "tags", "applies_if") and
+                v is not None}
+        given = item.get("id")
+        cid = None
+        if isinstance(given, str) and given not in taken:
+            try:
+                Criterion(id=given, text=text)
+                cid = given
+                taken.add(given)
+            except ValidationError:
+                cid = None
+        out.append(Criterion(id=cid or criterion_slug(text, taken), text=text, **data))
+    return out
+
+
+def make_provenance(method: str, ctx: GenContext, *, source: str | None, parameters: Mapping[str, Any],
+                    stats: Mapping[str, Any] | None = None, judge_used: bool = True) -> Provenance:
+    """Provenance of a generated rubric (today's date, both models, the parameters and statistics)."""
+    return Provenance(method=method, generator=ctx.generator.spec, judge=ctx.judge.spec if judge_used else None,
+                      source=source, created=date.today().isoformat(), parameters=dict(parameters),
+                      stats=dict(stats or {}))
+
+
+def make_rubric(**fields: Any) -> Rubric:
+    """A validated :class:`Rubric` (raises :class:`GenerationFailed` with the reason instead of a pydantic error)."""
+    try:
+        return Rubric.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        raise GenerationFailed(f"invalid rubric: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def write_result(result: GenerationResult, out: str | Path, *, force: bool = False) -> Path:
+    """Write a result: one general rubric as YAML (``.yaml``/``.yml``, or JSON by suffix), per-prompt rubrics as a
+    rubric set (``.jsonl``/``.jsonl.gz``). Atomic; refuses to overwrite without ``force``; re-reads the file to
+    prove it is valid."""
+    from ..rubric_io import load_rubric, load_rubric_set, save_rubric, save_rubric_set
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out}: already exists; pass --force to overwrite it, or choose another --out")
+    if not result.rubrics:
+        raise RubrickitError(f"{result.method}: no rubric was generated ({len(result.skipped)} prompts skipped: "
+                             f"{_top_reasons(result.skipped)}); nothing written to {out}")
+    name = out.name.lower()
+    if result.general and not name.endswith((".jsonl", ".jsonl.gz")):
+        if len(result.rubrics) != 1:
+            raise RubrickitError(f"{out}: {len(result.rubrics)} rubrics need a rubric set file (.jsonl)")
+        save_rubric(result.rubrics[0], out)
+        load_rubric(out)
+    else:
+        if not name.endswith((".jsonl", ".jsonl.gz")):
+            raise RubrickitError(f"{out}: per-prompt rubrics are written as a rubric set; name the output "
+                                 "*.rubrics.jsonl (or .jsonl.gz)")
+        save_rubric_set(result.rubrics, out)
+        load_rubric_set(out)
+    return out
+
+
+def _top_reasons(skipped: Sequence[Mapping[str, str]]) -> str:
+    counts = Counter(s.get("reason", "?") for s in skipped)
+    return "; ".join(f"{reason} ×{n}" for reason, n in counts.most_common(3)) or "no input"
+
+
+# --------------------------------------------------------------------------- judging a pair with a rubric
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """How a rubric judged one labelled pair (``better`` is the gold winner)."""
+
+    correct: bool | None
+    """The rubric preferred the gold winner; ``None`` when the judgment failed."""
+    margin: float | None
+    """Gold winner's advantage: the pairwise margin, or the reward difference (pointwise)."""
+    consistent: bool | None
+    """Pairwise: both orders agreed; pointwise: ``None``."""
+    rationale: str | None = None
+    """A short explanation (the judge's rationales), for revision feedback."""
+
+
+async def judge_pair(ctx: GenContext, rubric: Rubric, prompt: Any, better: str, worse: str,
+                     pair_id: str) -> PairOutcome:
+    """Judge a labelled pair with ``rubric`` the way ``ctx.compare`` says (ties and failures are not correct).
+
+    ``pairwise``: the engine's per-criterion comparison in both orders (margin Σ w·pref); ``pointwise``: score both
+    responses with the rubric (any mode, e.g. logprob for small local judges) and compare rewards.
+    """
+    if ctx.compare == "pointwise":
+        import asyncio
+
+        better_record, worse_record = await asyncio.gather(
+            ctx.judge.ascore(rubric, {"id": f"{pair_id}/better", "prompt": prompt, "response": better}),
+            ctx.judge.ascore(rubric, {"id": f"{pair_id}/worse", "prompt": prompt, "response": worse}))
+        if better_record.reward is None or worse_record.reward is None:
+            return PairOutcome(None, None, None, "judge failed")
+        margin = better_record.reward - worse_record.reward
+        return PairOutcome(margin > 1e-9, margin, None, _rationales(better_record, worse_record))
+    record = await ctx.judge.acompare(rubric, {"id": pair_id, "prompt": prompt, "response_a": better,
+                                               "response_b": worse, "label": "A"})
+    if record.winner is None:
+        return PairOutcome(None, None, record.consistent, "judge failed")
+    notes = [f"{d.criterion_id}: {d.rationale}" for d in record.details if d.rationale][:6]
+    return PairOutcome(record.winner == "A", record.margin, record.consistent, "\n".join(notes) or None)
+
+
+def _rationales(better: Any, worse: Any) -> str:
+    lines = []
+    for label, record in (("preferred", better), ("rejected", worse)):
+        for verdict in record.verdicts[:8]:
+            lines.append(f"{label} response, {verdict.criterion_id}: {verdict.verdict}")
+    return "\n".join(lines)
