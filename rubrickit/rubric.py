@@ -78,6 +78,8 @@ class Criterion(BaseModel):
     """A programmatic check (``{type: max_words, value: 150}``) that decides the criterion without an LLM."""
     applies_if: str | None = None
     """A condition; when it does not hold the criterion is ``not_applicable`` and leaves the denominator."""
+    source_ids: list[str] = Field(default_factory=list)
+    """Ids of the criteria this one was derived from (Theme-Tips structuring, merges); not shown to the judge."""
 
     @field_validator("id")
     @classmethod
