@@ -1,6 +1,79 @@
-"""``rubrickit eval`` commands (registered on the main app by :mod:`rubrickit.cli`)."""
+"""``rubrickit eval`` and ``rubrickit report`` (registered on the main app by :mod:`rubrickit.cli`)."""
 
 from __future__ import annotations
 
-from . import _render as render  # noqa: F401
-from .cli import app, handled  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import _render_eval as render
+from .cli import BaseUrlOpt, CacheDirOpt, ConcurrencyOpt, ForceOpt, JudgeOpt, ModeOpt, NoCacheOpt, app, handled
+from .errors import RubrickitError
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _mapping(values: list[str] | None) -> dict[str, str] | None:
+    mapping = {}
+    for value in values or []:
+        field, sep, column = value.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise RubrickitError(f"--map {value!r}: expected FIELD=COLUMN, e.g. --map response_a=chosen")
+        mapping[field.strip()] = column.strip()
+    return mapping or None
+
+
+@app.command("eval")
+@handled
+def eval_command(
+    data: Annotated[list[Path], typer.Option("--data", "-d", help="Pair files (JSONL/CSV/HF on disk); repeatable.")],
+    judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None,
+    rubric: Annotated[str, typer.Option("--rubric", "-r", help="none, a rubric/rubric-set PATH, or "
+                                        "generate:METHOD (label-free: decompose, reference, tail).")] = "none",
+    compare_rubrics: Annotated[str | None, typer.Option(
+        "--compare-rubrics", help="Several --rubric values side by side, comma-separated (none,PATH,generate:M).")]
+    = None,
+    rubric_mode: Annotated[str, typer.Option("--rubric-mode", help="pairwise (per-criterion margin) or pointwise "
+                                             "(the two rewards compared).")] = "pairwise",
+    limit: Annotated[int | None, typer.Option("--limit", help="Pairs per data file (a fixed sample: smallest "
+                                              "sha256 of the id).")] = None,
+    swap: Annotated[bool, typer.Option("--swap/--no-swap", help="Judge both orders (A/B swapped).")] = True,
+    probes: Annotated[list[str] | None, typer.Option("--probes", help="position,length,master-key,order")] = None,
+    probe_limit: Annotated[int, typer.Option("--probe-limit", help="Pairs the probes run on.")] = 20,
+    mapping: Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN for other column names.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="metrics.json")] = None,
+    records: Annotated[Path | None, typer.Option("--records", help="Records JSONL (for rubrickit report).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Self-contained HTML report.")] = None,
+    concurrency: ConcurrencyOpt = None, cache_dir: CacheDirOpt = None, no_cache: NoCacheOpt = False,
+    force: ForceOpt = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the order probe.")] = 0,
+) -> None:
+    """Evaluate a judge against gold pair labels: accuracy, consistency, κ, intervals, calibration, probes."""
+    from .eval import evaluate
+
+    rubrics = _split([compare_rubrics]) if compare_rubrics else [rubric]
+    result = evaluate(data, judge=judge, base_url=base_url, rubrics=rubrics, rubric_mode=rubric_mode, limit=limit,
+                      swap=swap, probes=_split(probes), probe_limit=probe_limit, mapping=_mapping(mapping), out=out,
+                      records=records, report=report, force=force, seed=seed, mode=mode, concurrency=concurrency,
+                      cache_dir=cache_dir, use_cache=False if no_cache else None)
+    summary = result.metrics.get("configs") or {result.runs[0].config: result.metrics}
+    render.eval_summary(summary, {"metrics": out, "records": records, "report": report})
+
+
+@app.command("report")
+@handled
+def report_command(
+    records: Annotated[Path, typer.Argument(help="Records JSONL written by rubrickit eval --records.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Write a self-contained HTML report (inline SVG plots, no network assets) from an eval records file."""
+    from .eval import read_records, summarize, write_report
+
+    lines = read_records(records)
+    summary = summarize(lines, seed=seed)
+    write_report(lines, output, summary=summary)
+    render.report_written(output, len(summary))

@@ -173,3 +173,99 @@ def test_acompare_in_a_running_loop(tmp_path: Path) -> None:
 
     direct, sync = asyncio.run(main())
     assert direct.winner == sync.winner == "A"
+
+
+# --------------------------------------------------------------------------- one-token A/B path (logprob mode)
+
+
+class _ChoiceFake(FakeBackend):
+    """A choice scorer: P(first shown) from a function of the request; records every score_choices call."""
+
+    def __init__(self, p_first) -> None:
+        super().__init__(spec="fake:choice")
+        self.p_first = p_first
+        self.groups: list[tuple[int, tuple[str, ...]]] = []
+
+    async def score_choices(self, requests, choices):
+        self.groups.append((len(requests), tuple(choices)))
+        self.requests.extend(requests)
+        return [{"A": self.p_first(r), "B": 1 - self.p_first(r)} for r in requests]
+
+
+def test_logprob_mode_on_a_choice_scorer_asks_one_token_and_keeps_p_a() -> None:
+    def p_first(request: CompletionRequest) -> float:
+        first, _, _ = shown(request)
+        return 0.8 if first == GOOD else 0.3
+
+    backend = _ChoiceFake(p_first)
+    with Judge(backend, mode="logprob", use_cache=False) as judge:
+        record = judge.compare(None, PAIR)
+    (detail,) = record.details
+    assert backend.groups == [(2, ("A", "B"))]  # both orders in one score_choices call
+    assert all("Answer with exactly one letter: A or B" in r.messages[0].content for r in backend.requests)
+    assert detail.p_a_ab == pytest.approx(0.8) and detail.p_a_ba == pytest.approx(0.7)
+    assert detail.pref_ab == 1 and detail.pref_ba == 1 and record.consistent is True
+    assert detail.preference == pytest.approx(((2 * 0.8 - 1) + (2 * 0.7 - 1)) / 2)
+    assert record.winner == "A" and record.margin == pytest.approx(0.5)
+
+
+def test_one_token_rubric_comparison_sends_every_criterion_in_one_group() -> None:
+    backend = _ChoiceFake(lambda r: 0.9 if shown(r)[0] == GOOD else 0.1)
+    with Judge(backend, mode="logprob", use_cache=False) as judge:
+        record = judge.compare(RUBRIC, PAIR)
+    # 2 judged criteria x 2 orders (the check runs locally): one score_choices call per order, sharing the prefix
+    assert backend.groups == [(2, ("A", "B")), (2, ("A", "B"))]
+    assert len({r.messages[-1].content.split("<criterion>")[0] for r in backend.requests[:2]}) == 1
+    complete = next(d for d in record.details if d.criterion_id == "complete")
+    assert complete.p_a_ab == pytest.approx(0.9) and complete.p_a_ba == pytest.approx(0.9)
+
+
+def test_position_biased_one_token_judge_is_inconsistent_and_near_tie() -> None:
+    backend = _ChoiceFake(lambda r: 0.9)  # always prefers the response shown first
+    with Judge(backend, mode="logprob", use_cache=False) as judge:
+        record = judge.compare(None, PAIR)
+    assert record.consistent is False and record.margin == pytest.approx(0.0) and record.winner == "tie"
+
+
+def test_logprob_mode_reads_a_b_from_logprobs_or_text_and_counts_garbage() -> None:
+    from rubrickit.backends.base import Capabilities, Completion, TokenLogprob, Usage
+
+    def reply(request: CompletionRequest):
+        first, _, _ = shown(request)
+        if first == GOOD:
+            token = TokenLogprob(token="A", logprob=-0.2, top={"A": -0.2, "B": -1.8})
+            return Completion(text="A", logprobs=(token,), usage=Usage(input_tokens=5, output_tokens=1))
+        return "maybe"
+
+    backend = FakeBackend(reply, capabilities=Capabilities(logprobs=True))
+    with Judge(backend, mode="logprob", use_cache=False, reasks=0) as judge:
+        record = judge.compare(None, PAIR)
+        errors = judge.accounting.as_dict()["errors"]
+    (detail,) = record.details
+    assert detail.p_a_ab is not None and detail.p_a_ab > 0.5 and detail.pref_ba is None
+    assert record.errors == 1 and errors == 1 and record.consistent is None
+    assert all(r.max_tokens == 1 for r in backend.requests)
+
+
+def test_other_modes_keep_the_json_pairwise_contract() -> None:
+    backend = _ChoiceFake(lambda r: 0.5)
+    backend._script = lambda r: json.dumps({"rationale": "x", "winner": "A"})
+    with Judge(backend, use_cache=False) as judge:
+        judge.compare(None, PAIR)
+    assert backend.groups == [] and all('"winner"' in r.messages[0].content for r in backend.requests)
+
+
+def test_no_swap_judges_the_order_shown_only() -> None:
+    from rubrickit.judge.pairwise import compare_pair
+
+    backend = FakeBackend(lambda r: json.dumps({"rationale": "x", "winner": "A"}))
+    judge = Judge(backend, use_cache=False)
+
+    async def go():
+        try:
+            return await compare_pair(judge, None, PAIR, swap=False)
+        finally:
+            await judge.aclose()
+
+    record = asyncio.run(go())
+    assert len(backend.requests) == 1 and record.winner == "A" and record.consistent is None

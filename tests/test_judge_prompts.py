@@ -99,13 +99,17 @@ def _requests_by_template() -> dict[str, list]:
         "holistic": _tasks("holistic")["holistic"].call.request.messages,
         "pairwise_criterion": builder.pair_criterion_call(RUBRIC.criteria[3], pair, False, 0).request.messages,
         "pairwise_direct": builder.pair_direct_call(pair, True, 0).request.messages,
+        "pairwise_choice": _builder("logprob", logprobs=True).pair_direct_call(pair, False, 0).request.messages,
+        "pairwise_choice_criterion": _builder("logprob", logprobs=True).pair_criterion_call(
+            RUBRIC.criteria[3], pair, True, 0).request.messages,
         "reask": library.reask(per_criterion, "I think it is fine.", "the reply holds no JSON object",
                                crit["dosage"].call.contract),
     }
 
 
 @pytest.mark.parametrize("name", ["per_criterion", "scale", "scale_digit", "logprob", "condition", "per_response",
-                                  "holistic", "pairwise_criterion", "pairwise_direct", "reask"])
+                                  "holistic", "pairwise_criterion", "pairwise_direct", "pairwise_choice",
+                                  "pairwise_choice_criterion", "reask"])
 def test_template_snapshot(name: str) -> None:
     _snapshot(name, _render(_requests_by_template()[name]))
 

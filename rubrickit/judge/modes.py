@@ -45,9 +45,10 @@ from .accounting import estimate_tokens
 from .cache import JudgeCache
 from .parse import LevelReply, ParseError, RatingReply, VerdictReply
 from .retry import call_with_retries
-from .tasks import YES_NO, Call, Task
+from .tasks import AB, YES_NO, Call, Task
 
 __all__ = [
+    "ChoiceReply",
     "ChoiceScoring",
     "ConditionalOutcome",
     "DigitReply",
@@ -72,6 +73,14 @@ class YesNoReply:
 
     met: bool
     p_met: float | None = None
+
+
+@dataclass(frozen=True)
+class ChoiceReply:
+    """A one-token pairwise answer (A or B, in the order shown); ``p_a`` is P(A) when probabilities were available."""
+
+    winner: str
+    p_a: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,14 @@ def token_distribution(completion: Completion, choices: tuple[str, ...]) -> dict
     return choice_probabilities(top, choices)
 
 
+def _letter(text: str) -> str:
+    """A one-letter ``A``/``B`` reply read as text (no probabilities): the first non-blank character alone."""
+    stripped = text.strip().strip("\"'`*().:").strip()
+    if stripped[:1].upper() in AB and not stripped[1:2].isalnum():
+        return stripped[0].upper()
+    raise ParseError("expected one letter, A or B")
+
+
 def read_reply(call: Call, completion: Completion) -> Any:
     """Read a completion under the call's reply contract; raises :class:`ParseError` when it does not fulfil it."""
     text = completion.text
@@ -157,6 +174,12 @@ def read_reply(call: Call, completion: Completion) -> Any:
         if probabilities is not None:
             return YesNoReply(met=probabilities["Yes"] >= 0.5, p_met=probabilities["Yes"])
         return YesNoReply(met=parse.parse_yes_no(text))
+    if reader == "ab":
+        probabilities = token_distribution(completion, AB)
+        if probabilities is not None:
+            p_a = probabilities["A"]
+            return ChoiceReply(winner="A" if p_a >= 0.5 else "B", p_a=p_a)
+        return ChoiceReply(winner=_letter(text))
     if reader == "digit":
         choices = call.choices or tuple(str(level) for level in range(call.low, call.high + 1))
         probabilities = token_distribution(completion, choices)

@@ -7,6 +7,14 @@ of the two orders (a position-biased judge that always says "first" gives +1 and
 on both responses instead: p = met(A) − met(B). The margin is Σ w_k · p_k, so a penalty (negative weight) favours
 the response where the flaw does *not* hold; the winner is the sign of the margin (``tie`` at 0).
 
+In logprob mode on a backend with token probabilities (a choice scorer such as ``hf:``/``embedded``, or logprobs),
+each order is one token A/B instead of a JSON reply (``pairwise_choice*.j2``): P(A) of each order, mapped back to
+the original letters, is kept (``p_a_ab``/``p_a_ba``, for calibration) and the order's preference is 2·P(A) − 1, so
+the mean of the two orders is a soft preference in [−1, 1] (``pref_ab``/``pref_ba`` stay the hard signs, for
+consistency). On a choice scorer every one-token question of a pair goes to one ``score_choices`` call.
+
+``compare_pair(..., swap=False)`` judges the order shown only (no consistency then).
+
 When the margin ties and ``pairwise_fallback`` is on, a direct judgment ("which response is better?", both orders)
 decides. Without a rubric the direct judgment in both orders is the whole comparison. A judgment that fails in one
 order uses the other; failing in both leaves the criterion out (``errors`` counts it). Every judgment failing
@@ -22,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..rubric import Criterion, Rubric
-from .modes import Failure
+from .modes import ChoiceReply, Failure
 from .parse import WinnerReply
 from .tasks import Call, check_verdict
 
@@ -54,6 +62,10 @@ class PairDetail(BaseModel):
     """Preference with B shown first, mapped back to the original letters (+1 still means A)."""
     preference: float | None = None
     """Mean of the available orders, in [−1, 1]; ``None`` when both failed."""
+    p_a_ab: float | None = None
+    """One-token judgments: P(A) with A shown first (``None`` for JSON replies or without probabilities)."""
+    p_a_ba: float | None = None
+    """One-token judgments: P(A) with B shown first, mapped back to the original letters."""
     rationale: str | None = None
     """The judge's rationale with A first (or the checks' details)."""
     rationale_swapped: str | None = None
@@ -106,19 +118,35 @@ def _winner(value: float) -> Literal["A", "B", "tie"]:
 
 
 def _preference(outcome: Any, swapped: bool) -> int | None:
-    if not isinstance(outcome, WinnerReply):
+    if isinstance(outcome, ChoiceReply):
+        value = _sign(2 * outcome.p_a - 1) if outcome.p_a is not None else (1 if outcome.winner == "A" else -1)
+    elif isinstance(outcome, WinnerReply):
+        value = {"A": 1, "B": -1, "tie": 0}[outcome.winner]
+    else:
         return None
-    value = {"A": 1, "B": -1, "tie": 0}[outcome.winner]
     return -value if swapped else value
+
+
+def _p_a(outcome: Any, swapped: bool) -> float | None:
+    """P(original A) of a one-token judgment with probabilities."""
+    if not isinstance(outcome, ChoiceReply) or outcome.p_a is None:
+        return None
+    return 1.0 - outcome.p_a if swapped else outcome.p_a
+
+
+def _soft(pref: int | None, p_a: float | None) -> float | None:
+    return 2 * p_a - 1 if p_a is not None else (float(pref) if pref is not None else None)
 
 
 def _detail(criterion_id: str, weight: float, shown: Any, swapped: Any) -> PairDetail:
     prefs = [_preference(shown, False), _preference(swapped, True)]
-    known = [p for p in prefs if p is not None]
+    probabilities = [_p_a(shown, False), _p_a(swapped, True)]
+    known = [v for v in (_soft(p, q) for p, q in zip(prefs, probabilities, strict=True)) if v is not None]
     errors = [o.describe() for o in (shown, swapped) if isinstance(o, Failure)]
     return PairDetail(
         criterion_id=criterion_id, weight=weight, pref_ab=prefs[0], pref_ba=prefs[1],
-        preference=sum(known) / len(known) if known else None,
+        preference=math.fsum(known) / len(known) if known else None,
+        p_a_ab=probabilities[0], p_a_ba=probabilities[1],
         rationale=getattr(shown, "rationale", None), rationale_swapped=getattr(swapped, "rationale", None),
         error="; ".join(errors) or None,
     )
@@ -144,29 +172,54 @@ def pair_calls(judge: Judge, rubric: Rubric | None, pair: PairItem, repeat: int)
     return calls, sum(1 for c in rubric.criteria if c.check is not None)
 
 
-async def _both_orders(judge: Judge, calls: tuple[Call, Call], context: dict[str, Any]) -> tuple[Any, Any]:
-    shown, swapped = await asyncio.gather(judge.run_call(calls[0], {**context, "order": "AB"}),
-                                          judge.run_call(calls[1], {**context, "order": "BA"}))
-    return shown, swapped
+async def _judge_calls(judge: Judge, calls: list[Call], contexts: list[dict[str, Any]]) -> list[Any]:
+    """The read replies of ``calls``: for one-token calls on a choice scorer, one ``score_choices`` call per order
+    (the calls of one order share instructions and both responses, computed once; a direct judgment's two calls go
+    together), otherwise concurrent calls."""
+    if calls and judge.builder.choice_scorer and all(call.choices for call in calls):
+        if len(calls) <= 2:
+            return await judge.choice_group(calls, contexts)
+        orders: dict[str, list[int]] = {}
+        for index, context in enumerate(contexts):
+            orders.setdefault(str(context.get("order")), []).append(index)
+        groups = list(orders.values())
+        found = await asyncio.gather(*(judge.choice_group([calls[i] for i in g], [contexts[i] for i in g])
+                                       for g in groups))
+        answers: list[Any] = [None] * len(calls)
+        for group, replies in zip(groups, found, strict=True):
+            for index, reply in zip(group, replies, strict=True):
+                answers[index] = reply
+        return answers
+    return list(await asyncio.gather(*(judge.run_call(c, ctx) for c, ctx in zip(calls, contexts, strict=True))))
 
 
-async def _direct(judge: Judge, pair: PairItem, repeat: int, context: dict[str, Any]) -> PairDetail:
-    calls = (judge.builder.pair_direct_call(pair, False, repeat), judge.builder.pair_direct_call(pair, True, repeat))
-    shown, swapped = await _both_orders(judge, calls, {**context, "criteria": [DIRECT_ID]})
-    return _detail(DIRECT_ID, 1.0, shown, swapped)
+def _order_calls(build: Any, swap: bool) -> list[Call]:
+    return [build(False)] + ([build(True)] if swap else [])
+
+
+async def _direct(judge: Judge, pair: PairItem, repeat: int, context: dict[str, Any], swap: bool = True) -> PairDetail:
+    calls = _order_calls(lambda s: judge.builder.pair_direct_call(pair, s, repeat), swap)
+    contexts = [{**context, "criteria": [DIRECT_ID], "order": order} for order in ("AB", "BA")[: len(calls)]]
+    answers = await _judge_calls(judge, calls, contexts)
+    return _detail(DIRECT_ID, 1.0, answers[0], answers[1] if swap else None)
 
 
 async def _rubric_details(judge: Judge, rubric: Rubric, pair: PairItem, repeat: int,
-                          context: dict[str, Any]) -> list[PairDetail]:
-    async def one(criterion: Criterion) -> PairDetail:
-        if criterion.check is not None:
-            return _check_detail(criterion, pair)
-        calls = (judge.builder.pair_criterion_call(criterion, pair, False, repeat),
-                 judge.builder.pair_criterion_call(criterion, pair, True, repeat))
-        shown, swapped = await _both_orders(judge, calls, {**context, "criteria": [criterion.id]})
-        return _detail(criterion.id, criterion.weight, shown, swapped)
-
-    return list(await asyncio.gather(*(one(c) for c in rubric.criteria)))
+                          context: dict[str, Any], swap: bool = True) -> list[PairDetail]:
+    judged = [c for c in rubric.criteria if c.check is None]
+    calls: list[Call] = []
+    contexts: list[dict[str, Any]] = []
+    for criterion in judged:
+        found = _order_calls(lambda s, c=criterion: judge.builder.pair_criterion_call(c, pair, s, repeat), swap)
+        calls.extend(found)
+        contexts.extend({**context, "criteria": [criterion.id], "order": o} for o in ("AB", "BA")[: len(found)])
+    answers = iter(await _judge_calls(judge, calls, contexts))
+    found_details: dict[str, PairDetail] = {}
+    for criterion in judged:
+        shown = next(answers)
+        swapped = next(answers) if swap else None
+        found_details[criterion.id] = _detail(criterion.id, criterion.weight, shown, swapped)
+    return [_check_detail(c, pair) if c.check is not None else found_details[c.id] for c in rubric.criteria]
 
 
 def _consistent(details: list[PairDetail]) -> bool | None:
@@ -183,21 +236,23 @@ def _margin(details: list[PairDetail]) -> float | None:
     return math.fsum(d.weight * d.preference for d in judged) if judged else None  # type: ignore[operator]
 
 
-async def compare_pair(judge: Judge, rubric: Rubric | None, pair: PairItem, repeat: int = 0) -> PairRecord:
-    """Compare one pair with ``judge`` (see the module docs for the semantics)."""
+async def compare_pair(judge: Judge, rubric: Rubric | None, pair: PairItem, repeat: int = 0, *,
+                       swap: bool = True) -> PairRecord:
+    """Compare one pair with ``judge`` (see the module docs for the semantics); ``swap=False`` judges the order
+    shown only."""
     context: dict[str, Any] = {"pair_id": pair.id, "rubric_id": rubric.id if rubric else None, "repeat": repeat}
     if rubric is None:
-        details = [await _direct(judge, pair, repeat, context)]
+        details = [await _direct(judge, pair, repeat, context, swap)]
         method: Literal["rubric", "direct", "rubric+direct"] = "direct"
         margin = details[0].preference
         consistent = _consistent(details)
         decisive = margin
     else:
-        details = await _rubric_details(judge, rubric, pair, repeat, context)
+        details = await _rubric_details(judge, rubric, pair, repeat, context, swap)
         method, margin, consistent = "rubric", _margin(details), _consistent(details)
         decisive = margin
         if margin is not None and _sign(margin) == 0 and judge.options.pairwise_fallback:
-            direct = await _direct(judge, pair, repeat, context)
+            direct = await _direct(judge, pair, repeat, context, swap)
             details.append(direct)
             method = "rubric+direct"
             decisive = direct.preference if direct.preference is not None else margin

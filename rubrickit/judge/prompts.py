@@ -54,6 +54,8 @@ TEMPLATE_NAMES = (
     "holistic",
     "pairwise_criterion",
     "pairwise_direct",
+    "pairwise_choice",
+    "pairwise_choice_criterion",
     "reask",
 )
 """The prompts the engine sends; each is ``prompts/<name>.j2``."""

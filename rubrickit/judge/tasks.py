@@ -22,6 +22,10 @@ question, ``condition`` ("does the condition hold for this conversation?", Yes/N
 is below 0.5 (see :func:`rubrickit.judge.modes.task_verdicts`). The condition prompt has the same instructions and
 material as the ``logprob`` prompt, so every Yes/No question about one response shares one prefix.
 
+Pairwise judgments (direct, and per criterion) ask for JSON ``{"rationale", "winner"}`` (``pairwise_direct``,
+``pairwise_criterion``), except in logprob mode on a backend with token probabilities, where they ask for one token
+A/B (``pairwise_choice``, ``pairwise_choice_criterion``) and P(A) is read from the probabilities.
+
 Programmatic checks (``criterion.check``) are always decided locally. A rubric whose ``aggregation`` is
 ``holistic`` is judged with the holistic rating whatever the mode. Requests carry ``json_schema`` when the backend
 honours structured output and ``choices`` when it honours constrained choice; repeat ``r > 0`` sets ``seed=r`` and
@@ -41,21 +45,24 @@ from ..rubric import Criterion, Rubric, RubricSet, Verdict
 from . import parse
 from .prompts import PromptLibrary, RenderedPrompt, criterion_data, material_data, pair_material_data
 
-__all__ = ["Call", "Mode", "Reader", "Task", "TaskBuilder", "assign_rubrics", "build_plan", "check_verdict",
+__all__ = ["AB", "Call", "Mode", "Reader", "Task", "TaskBuilder", "assign_rubrics", "build_plan", "check_verdict",
            "repeat_salt"]
 
 Mode = Literal["per_criterion", "per_response", "logprob", "likert", "holistic"]
 """The judging modes."""
 
-Reader = Literal["verdict", "level", "digit", "rating", "winner", "yes_no", "per_response"]
+Reader = Literal["verdict", "level", "digit", "rating", "winner", "yes_no", "per_response", "ab"]
 """How a reply is read (which parser of :mod:`rubrickit.judge.parse`)."""
 
 YES_NO = ("Yes", "No")
 """The two one-token answers of logprob mode."""
 
+AB = ("A", "B")
+"""The two one-token answers of a pairwise judgment in logprob mode (the response shown first or second)."""
+
 # Expected reply length per reader, for --dry-run token estimates (capped at the request's max_tokens).
 _OUTPUT_ESTIMATE = {"verdict": 60, "level": 60, "rating": 100, "winner": 70, "per_response": 60, "yes_no": 1,
-                    "digit": 1}
+                    "digit": 1, "ab": 1}
 
 
 def repeat_salt(repeat: int) -> str:
@@ -153,6 +160,11 @@ class TaskBuilder:
         """Whether one-token answers come with probabilities (logprobs or a choice scorer)."""
         return self.capabilities.logprobs or self.choice_scorer
 
+    @property
+    def pair_one_token(self) -> bool:
+        """Whether pairwise judgments ask for one token A/B (logprob mode with probabilities) instead of JSON."""
+        return self.mode == "logprob" and self.probabilities
+
     # ------------------------------------------------------------------ requests
 
     def request(self, prompt: RenderedPrompt, repeat: int, *, schema: dict | None = None, one_token: bool = False,
@@ -172,7 +184,7 @@ class TaskBuilder:
     def _call(self, name: str, variables: dict[str, Any], repeat: int, reader: Reader, *,
               schema: dict | None = None, **extra: Any) -> Call:
         prompt = self.library.render(name, variables)
-        one_token = reader in ("yes_no", "digit")
+        one_token = reader in ("yes_no", "digit", "ab")
         choices = extra.get("choices")
         top = max(5, min(20, len(choices) + 3)) if choices else 5
         request = self.request(prompt, repeat, schema=schema, one_token=one_token, top_logprobs=top, choices=choices)
@@ -259,12 +271,16 @@ class TaskBuilder:
         first, second = (pair.response_b, pair.response_a) if swapped else (pair.response_a, pair.response_b)
         variables = {**pair_material_data(pair.prompt, first, second, pair.reference),
                      "criterion": criterion_data(criterion)}
+        if self.pair_one_token:
+            return self._call("pairwise_choice_criterion", variables, repeat, "ab", choices=AB)
         return self._call("pairwise_criterion", variables, repeat, "winner", schema=parse.winner_schema())
 
     def pair_direct_call(self, pair: Any, swapped: bool, repeat: int) -> Call:
         """The direct (no rubric) A-vs-B request; ``swapped`` shows response B first."""
         first, second = (pair.response_b, pair.response_a) if swapped else (pair.response_a, pair.response_b)
         variables = pair_material_data(pair.prompt, first, second, pair.reference)
+        if self.pair_one_token:
+            return self._call("pairwise_choice", variables, repeat, "ab", choices=AB)
         return self._call("pairwise_direct", variables, repeat, "winner", schema=parse.winner_schema())
 
 
