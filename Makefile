@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= dev,api,local
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench bench-refine bench-eval clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,15 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('autorubric') is None)" \
 		|| $(BIN)/python -m pip install --quiet autorubric==1.6.1
-	$(BIN)/python bench/bench_engine.py --out bench/RESULTS.md
+	$(BIN)/python bench/bench_engine.py --out bench/RESULTS-engine.md
+
+# Refinement steps on shared pairs with the embedded judge (issue 5; ~2–6 minutes on 2 cores).
+bench-refine: $(STAMP)
+	$(BIN)/python bench/bench_refine.py
+
+# The embedded judge on every shared pairs file, with and without a rubric, and the probes (fixed per-file samples).
+bench-eval: $(STAMP)
+	$(BIN)/python bench/bench_eval.py --limit 30 --rubric-limit 6 --probe-limit 4
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks of the judge engine (DESIGN §5, §11): every comparison side by side in one run, reported as ratios.
 
-    .venv/bin/python bench/bench_engine.py                 # every section, writes bench/RESULTS.md
+    .venv/bin/python bench/bench_engine.py                 # every section, writes bench/RESULTS-engine.md
     .venv/bin/python bench/bench_engine.py --only a,b      # some sections
     make bench                                             # the same as the first line, after setting up .venv
 
@@ -1447,7 +1447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run, e.g. a,b (default: all)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement (medians are reported)")
-    parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md", help="the Markdown report to write")
+    parser.add_argument("--out", type=Path, default=BENCH / "RESULTS-engine.md", help="the Markdown report to write")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)

@@ -25,8 +25,11 @@ from .errors import (
     RubrickitError,
     UnknownBackendError,
 )
+from .eval import evaluate
+from .generate import generate as generate_rubrics  # the subpackage keeps the name `generate`
 from .judge import DataItem, Judge, JudgeOptions, PairItem, PairRecord, compare_files, score_files
 from .lint import LintFinding, lint_paths, lint_rubric
+from .refine import refine_file, weight_file
 
 # rubric must be imported before rubric_io (rubric re-exports the loaders at its end).
 from .rubric import (  # noqa: I001
@@ -86,6 +89,8 @@ __all__ = [
     "convert_file",
     "diff_paths",
     "diff_rubrics",
+    "evaluate",
+    "generate_rubrics",
     "get_backend",
     "lint_paths",
     "lint_rubric",
@@ -97,6 +102,7 @@ __all__ = [
     "parse_rubric",
     "points_summary",
     "read_rubrics",
+    "refine_file",
     "rubric_fingerprint",
     "rubric_json_schema",
     "run_check",
@@ -105,5 +111,6 @@ __all__ = [
     "score_files",
     "score_record",
     "validate_paths",
+    "weight_file",
     "write_rubrics",
 ]

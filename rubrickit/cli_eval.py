@@ -52,7 +52,7 @@ def eval_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the order probe.")] = 0,
 ) -> None:
     """Evaluate a judge against gold pair labels: accuracy, consistency, κ, intervals, calibration, probes."""
-    from .eval import evaluate
+    from . import evaluate
 
     rubrics = _split([compare_rubrics]) if compare_rubrics else [rubric]
     result = evaluate(data, judge=judge, base_url=base_url, rubrics=rubrics, rubric_mode=rubric_mode, limit=limit,

@@ -15,6 +15,7 @@ EXPECTED = {
     "validate_paths", "write_rubrics",
     "Backend", "DataItem", "Judge", "JudgeOptions", "PairItem", "PairRecord", "compare_files", "get_backend",
     "score_files",
+    "evaluate", "generate_rubrics", "refine_file", "weight_file",
 }
 
 

@@ -2,7 +2,8 @@
 
 Σ is the covariance of the criteria's satisfaction over the responses plus a ridge λ·I (so duplicated or
 constant criteria keep Σ invertible); the inverse square root comes from the eigendecomposition. Correlated
-criteria share weight (two copies of one criterion together get about what one alone gets); negatives are clipped
+criteria share weight (each of two identical copies gets 1/√2 of what one alone would, so the pair gets √2×,
+not 2×); negatives are clipped
 to 0 and the weights normalised to sum to 1 (uniform when everything clips).
 """
 
