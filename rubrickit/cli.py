@@ -257,6 +257,17 @@ def _split_csv(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
+def parse_mapping(values: list[str] | None) -> dict[str, str] | None:
+    """``["prompt=question", ...]`` → ``{"prompt": "question"}``."""
+    mapping: dict[str, str] = {}
+    for value in values or []:
+        field, sep, column = value.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise RubrickitError(f"--map {value!r}: write FIELD=COLUMN, e.g. --map prompt=question")
+        mapping[field.strip()] = column.strip()
+    return mapping or None
+
+
 # Commands of the later stages live in their own modules; importing them registers them on ``app``.
 from . import cli_eval, cli_generate, cli_refine  # noqa: E402
 

@@ -8,22 +8,22 @@ from typing import Annotated
 import typer
 
 from . import _render_eval as render
-from .cli import BaseUrlOpt, CacheDirOpt, ConcurrencyOpt, ForceOpt, JudgeOpt, ModeOpt, NoCacheOpt, app, handled
-from .errors import RubrickitError
+from .cli import (
+    BaseUrlOpt,
+    CacheDirOpt,
+    ConcurrencyOpt,
+    ForceOpt,
+    JudgeOpt,
+    ModeOpt,
+    NoCacheOpt,
+    app,
+    handled,
+    parse_mapping,
+)
 
 
 def _split(values: list[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
-
-
-def _mapping(values: list[str] | None) -> dict[str, str] | None:
-    mapping = {}
-    for value in values or []:
-        field, sep, column = value.partition("=")
-        if not sep or not field.strip() or not column.strip():
-            raise RubrickitError(f"--map {value!r}: expected FIELD=COLUMN, e.g. --map response_a=chosen")
-        mapping[field.strip()] = column.strip()
-    return mapping or None
 
 
 @app.command("eval")
@@ -56,9 +56,9 @@ def eval_command(
 
     rubrics = _split([compare_rubrics]) if compare_rubrics else [rubric]
     result = evaluate(data, judge=judge, base_url=base_url, rubrics=rubrics, rubric_mode=rubric_mode, limit=limit,
-                      swap=swap, probes=_split(probes), probe_limit=probe_limit, mapping=_mapping(mapping), out=out,
-                      records=records, report=report, force=force, seed=seed, mode=mode, concurrency=concurrency,
-                      cache_dir=cache_dir, use_cache=False if no_cache else None)
+                      swap=swap, probes=_split(probes), probe_limit=probe_limit, mapping=parse_mapping(mapping),
+                      out=out, records=records, report=report, force=force, seed=seed, mode=mode,
+                      concurrency=concurrency, cache_dir=cache_dir, use_cache=False if no_cache else None)
     summary = result.metrics.get("configs") or {result.runs[0].config: result.metrics}
     render.eval_summary(summary, {"metrics": out, "records": records, "report": report})
 

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from . import _render as render
-from .cli import handled
-from .errors import RubrickitError
+from .cli import handled, parse_mapping
 from .generate import METHODS, generate
 
 generate_app = typer.Typer(name="generate", help="Generate rubrics from preference data or references (DESIGN §7).",
@@ -43,17 +42,6 @@ MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Generator reply
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 EmbeddingOpt = Annotated[str | None, typer.Option("--embedding-model", help="sentence-transformers model folder "
                                                   "(default: bundled all-MiniLM-L6-v2).")]
-
-
-def parse_mapping(values: list[str] | None) -> dict[str, str] | None:
-    """``["prompt=question", ...]`` → ``{"prompt": "question"}``."""
-    mapping: dict[str, str] = {}
-    for value in values or []:
-        field, sep, column = value.partition("=")
-        if not sep or not field.strip() or not column.strip():
-            raise RubrickitError(f"--map {value!r}: write FIELD=COLUMN, e.g. --map prompt=question")
-        mapping[field.strip()] = column.strip()
-    return mapping or None
 
 
 def _run(method: str, common: dict[str, Any], **options: Any) -> None:

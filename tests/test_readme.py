@@ -35,6 +35,9 @@ def _workspace(tmp_path: Path, shared: Path | None) -> Path:
     return work
 
 
+NEEDS_A_JUDGE = ("rubrickit score", "rubrickit compare", "rubrickit generate", "rubrickit eval", "rubrickit report")
+
+
 def _invoke(line: str) -> None:
     args = shlex.split(line.split("#", 1)[0])
     assert args[0] == "rubrickit", line
@@ -64,7 +67,7 @@ def test_readme_cli_examples_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.chdir(_workspace(tmp_path, shared_data))
     # Judging lines need a real judge (keys, servers) or are the demo's own step (tested above with the embedded judge).
     lines = [line for block in _blocks("bash")[1:] for line in block.splitlines()
-             if line.startswith("rubrickit ") and not line.startswith(("rubrickit score", "rubrickit compare", "rubrickit generate", "rubrickit eval", "rubrickit report"))]
+             if line.startswith("rubrickit ") and not line.startswith(NEEDS_A_JUDGE)]
     assert len(lines) >= 4
     for line in lines:
         _invoke(line)

@@ -331,3 +331,19 @@ def _rationales(better: Any, worse: Any) -> str:
         for verdict in record.verdicts[:8]:
             lines.append(f"{label} response, {verdict.criterion_id}: {verdict.verdict}")
     return "\n".join(lines)
+
+
+def collect(method: str, ctx: GenContext, groups: Sequence[Any],
+            outcomes: Sequence[tuple[Rubric | None, Stats, str | None]]) -> GenerationResult:
+    """The result of per-prompt outcomes ``(rubric or None, the prompt's stats, skip reason)``: stats merged into
+    the run's, prompts without a rubric listed in ``skipped``."""
+    rubrics, skipped = [], []
+    for group, (rubric, stats, reason) in zip(groups, outcomes, strict=True):
+        ctx.stats.merge(stats)
+        ctx.stats.add("prompts")
+        if rubric is None:
+            skipped.append({"prompt_id": group.id, "reason": reason or "unknown"})
+        else:
+            ctx.stats.add("kept")
+            rubrics.append(rubric)
+    return GenerationResult(method=method, rubrics=rubrics, stats=ctx.stats.as_dict(), skipped=skipped)

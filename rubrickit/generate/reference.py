@@ -40,6 +40,7 @@ from .common import (
     GenerationResult,
     Generator,
     Stats,
+    collect,
     make_criteria,
     make_provenance,
     make_rubric,
@@ -273,13 +274,4 @@ async def agenerate(groups: list[PromptGroup], ctx: GenContext, *, source: str |
     parameters = {"min_items": min_items, "max_items": max_items, "max_tries": max_tries}
     outcomes = await asyncio.gather(*(_one(group, ctx, source, parameters, min_items, max_items, max_tries)
                                       for group in groups))
-    rubrics, skipped = [], []
-    for group, (rubric, stats, reason) in zip(groups, outcomes, strict=True):
-        ctx.stats.merge(stats)
-        ctx.stats.add("prompts")
-        if rubric is None:
-            skipped.append({"prompt_id": group.id, "reason": reason or "unknown"})
-        else:
-            ctx.stats.add("kept")
-            rubrics.append(rubric)
-    return GenerationResult(method="reference", rubrics=rubrics, stats=ctx.stats.as_dict(), skipped=skipped)
+    return collect("reference", ctx, groups, outcomes)

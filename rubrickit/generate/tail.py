@@ -29,7 +29,16 @@ from typing import Any
 
 from ..judge.prompts import conversation_data, neutralize, pair_material_data
 from ..rubric import Rubric, ScoreRecord
-from .common import GenContext, GenerationFailed, GenerationResult, Stats, make_criteria, make_provenance, make_rubric
+from .common import (
+    GenContext,
+    GenerationFailed,
+    GenerationResult,
+    Stats,
+    collect,
+    make_criteria,
+    make_provenance,
+    make_rubric,
+)
 from .data import PromptGroup
 from .reference import ajson_reply, item_list, number, rubric_id_for
 
@@ -265,13 +274,4 @@ async def agenerate(groups: list[PromptGroup], ctx: GenContext, *, source: str |
                                           for group in groups))
     finally:
         await scorer.aclose()
-    rubrics, skipped = [], []
-    for group, (refined, stats, reason) in zip(groups, outcomes, strict=True):
-        ctx.stats.merge(stats)
-        ctx.stats.add("prompts")
-        if refined is None:
-            skipped.append({"prompt_id": group.id, "reason": reason or "unknown"})
-        else:
-            ctx.stats.add("kept")
-            rubrics.append(refined)
-    return GenerationResult(method="tail", rubrics=rubrics, stats=ctx.stats.as_dict(), skipped=skipped)
+    return collect("tail", ctx, groups, outcomes)
