@@ -126,32 +126,43 @@ class Generator:
             raise GenerationFailed(f"backend error: {type(error).__name__}") from error
         return completion.text
 
-    async def ajson(self, template: str, variables: Mapping[str, Any], parse: Callable[[dict[str, Any]], T], *,
+    async def aread(self, template: str, variables: Mapping[str, Any], read: Callable[[str], T], *,
                     salt: str = "", temperature: float | None = None, max_tokens: int | None = None) -> T:
-        """Render, send, and ``parse`` the last JSON object of the reply.
+        """Render, send, and ``read`` the reply text; re-ask with the reason ``read`` gives, then give up.
 
-        ``parse`` raises ``ValueError`` (or a pydantic ``ValidationError``) with a short reason when the object is
-        unusable; the generator is re-asked with that reason up to ``reasks`` times, then
-        :class:`GenerationFailed` is raised with the last reason.
+        ``read`` raises ``ValueError`` (or a pydantic ``ValidationError``, ``TypeError``, ``KeyError``) with a short
+        reason when the reply is unusable; the generator is re-asked with that reason up to ``reasks`` times (each
+        re-ask has its own salt, so it is cached apart), then :class:`GenerationFailed` is raised with the last
+        reason. Methods whose models answer in several shapes (a bare JSON list, a tagged plain list) give their
+        own ``read``; :meth:`ajson` reads the last JSON object.
         """
         rendered = self.render(template, variables)
         messages: tuple[Message, ...] = rendered.messages
         reason = "no reply"
         for attempt in range(self.reasks + 1):
             text = await self._send(messages, f"{salt}#r{attempt}" if attempt else salt, temperature, max_tokens)
-            objects = json_objects(text)
-            if not objects:
-                reason = "no JSON object in the reply"
-            else:
-                try:
-                    return parse(objects[-1])
-                except ValidationError as error:
-                    first = error.errors(include_url=False)[0]
-                    reason = f"invalid field {'.'.join(map(str, first['loc'])) or 'object'}: {first['msg']}"
-                except (ValueError, TypeError, KeyError) as error:
-                    reason = str(error) or type(error).__name__
+            try:
+                return read(text)
+            except ValidationError as error:
+                first = error.errors(include_url=False)[0]
+                reason = f"invalid field {'.'.join(map(str, first['loc'])) or 'object'}: {first['msg']}"
+            except (ValueError, TypeError, KeyError) as error:
+                reason = str(error) or type(error).__name__
             messages = self.library.reask(rendered.messages, text, reason, rendered.contract)
         raise GenerationFailed(reason)
+
+    async def ajson(self, template: str, variables: Mapping[str, Any], parse: Callable[[dict[str, Any]], T], *,
+                    salt: str = "", temperature: float | None = None, max_tokens: int | None = None) -> T:
+        """:meth:`aread` with ``parse`` applied to the last JSON object of the reply (re-asked when there is none)."""
+
+        def read(text: str) -> T:
+            objects = json_objects(text)
+            if not objects:
+                raise ValueError("no JSON object in the reply")
+            return parse(objects[-1])
+
+        return await self.aread(template, variables, read, salt=salt, temperature=temperature,
+                                max_tokens=max_tokens)
 
 
 @dataclass

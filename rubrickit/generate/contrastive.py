@@ -408,11 +408,8 @@ async def ask(generator: Generator, template: str, variables: Mapping[str, Any],
     """:meth:`Generator.ajson` (same salts, seeds, re-asks and :class:`GenerationFailed`), tolerating one more
     thing: a reply without a JSON object may carry its answer in a plain form that ``plain(text)`` reads into the
     object ``parse`` takes (a bare JSON list; OpenRubrics' tagged list)."""
-    rendered = generator.render(template, variables)
-    messages = rendered.messages
-    reason = "no reply"
-    for attempt in range(generator.reasks + 1):
-        text = await generator._send(messages, f"{salt}#r{attempt}" if attempt else salt, None, None)
+
+    def read(text: str) -> T:
         objects = json_objects(text)
         obj: Mapping[str, Any] | None = None
         if plain is not None and (bare_list(text) is not None or not objects):
@@ -420,14 +417,10 @@ async def ask(generator: Generator, template: str, variables: Mapping[str, Any],
         elif objects:
             obj = objects[-1]
         if obj is None:
-            reason = "no JSON object in the reply"
-        else:
-            try:
-                return parse(obj)
-            except (ValueError, TypeError, KeyError) as error:
-                reason = str(error) or type(error).__name__
-        messages = generator.library.reask(rendered.messages, text, reason, rendered.contract)
-    raise GenerationFailed(reason)
+            raise ValueError("no JSON object in the reply")
+        return parse(obj)
+
+    return await generator.aread(template, variables, read, salt=salt)
 
 
 # --------------------------------------------------------------------------- the method

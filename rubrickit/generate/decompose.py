@@ -182,18 +182,15 @@ async def _ask_rubrics(generator: Generator, template: str, variables: Mapping[s
                        limit: int) -> list[str]:
     """Like :meth:`Generator.ajson`, but reading a list of statements in any shape :func:`rubric_texts` accepts
     (``ajson`` sees JSON objects only); at most ``limit`` are kept. Raises :class:`GenerationFailed`."""
-    rendered = generator.render(template, variables)
-    messages = rendered.messages
-    reason = "no reply"
-    for attempt in range(generator.reasks + 1):
-        text = await generator._send(messages, f"{salt}#r{attempt}" if attempt else salt, None, None)
+
+    def read(text: str) -> list[str]:
         texts = rubric_texts(text)
         if texts:
             return texts[:limit]
-        reason = ("the rubric list is empty" if texts is not None else
-                  "no JSON object with a \"rubrics\" list in the reply")
-        messages = generator.library.reask(rendered.messages, text, reason, rendered.contract)
-    raise GenerationFailed(reason)
+        raise ValueError("the rubric list is empty" if texts is not None else
+                         "no JSON object with a \"rubrics\" list in the reply")
+
+    return await generator.aread(template, variables, read, salt=salt)
 
 
 def _fraction(value: Any) -> float:

@@ -107,22 +107,15 @@ async def ajson_reply(generator: Generator, template: str, variables: Mapping[st
                       parse: Callable[[dict[str, Any]], T], *, salt: str = "") -> T:
     """Like :meth:`Generator.ajson`, tolerant of the list shapes small models write: the last object holding an item
     list wins, and a bare JSON list is accepted. ``parse`` raises ``ValueError`` with a reason to re-ask."""
-    rendered = generator.render(template, variables)
-    messages = rendered.messages
-    reason = "no reply"
-    for attempt in range(generator.reasks + 1):
-        text = await generator._send(messages, f"{salt}#r{attempt}" if attempt else salt, None, None)
+
+    def read(text: str) -> T:
         candidates = _candidates(text)
         if not candidates:
-            reason = ("no JSON object with an item list in the reply" if json_objects(text) or "[" in text
-                      else "no JSON object in the reply")
-        else:
-            try:
-                return parse(candidates[0])
-            except (ValueError, TypeError, KeyError) as error:
-                reason = str(error) or type(error).__name__
-        messages = generator.library.reask(rendered.messages, text, reason, rendered.contract)
-    raise GenerationFailed(reason)
+            raise ValueError("no JSON object with an item list in the reply" if json_objects(text) or "[" in text
+                             else "no JSON object in the reply")
+        return parse(candidates[0])
+
+    return await generator.aread(template, variables, read, salt=salt)
 
 
 def rubric_id_for(method: str, prompt_id: str) -> str:
