@@ -55,6 +55,12 @@ def load_embedder(model: str | Path | None = None, *, device: str = "cpu") -> An
                 raise MissingDependencyError("embeddings need sentence-transformers; run: pip install "
                                              "'rubrickit[local]'") from None
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            try:  # a progress bar for a 90 MB local load is noise on the terminal
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:  # pragma: no cover - sentence-transformers depends on transformers
+                pass
             _models[key] = SentenceTransformer(str(path), device=device)
         return _models[key]
 
