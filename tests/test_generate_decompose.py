@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from snapshots_check import check_snapshot, render_messages
 
 from rubrickit.backends.base import CompletionRequest
 from rubrickit.backends.fake import FakeBackend
@@ -26,8 +26,6 @@ from rubrickit.rubric import load_rubric_set
 NO_WAIT = RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, max_retry_after=0.0)
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "generate" / "decompose" / "pool.jsonl"
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-UPDATE = os.environ.get("RUBRICKIT_UPDATE_SNAPSHOTS") == "1"
 PROMPT = "Explain how to brew green tea."
 POOL = ["Response zero.", "Response one.", "Response two.", "Response three."]
 
@@ -371,7 +369,7 @@ def test_overlap_reply_parsing():
 
 def _render(name: str, variables: dict) -> str:
     rendered = PromptLibrary().render(name, variables)
-    return "".join(f"=== {m.role} ===\n{m.content}\n" for m in rendered.messages)
+    return render_messages(rendered.messages)
 
 
 def _template_cases() -> dict[str, dict]:
@@ -393,12 +391,7 @@ def test_template_snapshot_and_header(name):
     head = library.source(name).split("-#}", 1)[0]
     assert library.source(name).startswith("{#-") and "Variables" in head and "contract" in head
     text = _render(name, _template_cases()[name])
-    path = SNAPSHOTS / f"{name}.txt"
-    if UPDATE or not path.exists():
-        path.write_text(text, encoding="utf-8")
-        if not UPDATE:
-            pytest.fail(f"snapshot {path} was missing and has been written; review it and re-run")
-    assert text == path.read_text(encoding="utf-8")
+    check_snapshot(name, text)
 
 
 def test_a_response_cannot_close_its_block_in_the_decomposition_prompt():

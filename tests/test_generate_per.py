@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
+from snapshots_check import check_snapshot, render_messages
 
 from rubrickit.backends.fake import FakeBackend
 from rubrickit.errors import RubrickitError
@@ -382,8 +382,6 @@ def test_cli_reports_why_nothing_was_kept(tmp_path):
 # --------------------------------------------------------------------------- template snapshots and headers
 
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-UPDATE = os.environ.get("RUBRICKIT_UPDATE_SNAPSHOTS") == "1"
 
 
 def _template_cases() -> dict[str, dict]:
@@ -410,13 +408,8 @@ def test_template_snapshot_and_header(name):
     head = library.source(name).split("-#}", 1)[0]
     assert library.source(name).startswith("{#-") and "Variables" in head and "Reply contract" in head
     rendered = library.render(name, _template_cases()[name])
-    text = "".join(f"=== {m.role} ===\n{m.content}\n" for m in rendered.messages)
-    path = SNAPSHOTS / f"{name}.txt"
-    if UPDATE or not path.exists():
-        path.write_text(text, encoding="utf-8")
-        if not UPDATE:
-            pytest.fail(f"snapshot {path} was missing and has been written; review it and re-run")
-    assert text == path.read_text(encoding="utf-8")
+    text = render_messages(rendered.messages)
+    check_snapshot(name, text)
 
 
 def test_per_pair_rubric_ids_are_slugs_for_any_pair_id(tmp_path):

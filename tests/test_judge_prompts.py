@@ -6,11 +6,11 @@ Snapshots live in tests/snapshots/<name>.txt; regenerate them after an intended 
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
+from snapshots_check import SNAPSHOTS, check_snapshot, render_messages
 
 from rubrickit.backends.base import Capabilities
 from rubrickit.errors import RubrickitError
@@ -24,9 +24,6 @@ from rubrickit.judge.prompts import (
 )
 from rubrickit.judge.tasks import TaskBuilder
 from rubrickit.rubric import Criterion, Rubric
-
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-UPDATE = os.environ.get("RUBRICKIT_UPDATE_SNAPSHOTS") == "1"  # read at import: the env is cleaned per test
 
 CHAT = [
     {"role": "system", "content": "You are a support agent for Acme."},
@@ -58,21 +55,6 @@ def _item(response: str = RESPONSE, reference: str | None = REFERENCE) -> DataIt
 def _builder(mode: str = "per_criterion", **capabilities: bool) -> TaskBuilder:
     caps = Capabilities(**({"json_schema": True} | capabilities))
     return TaskBuilder(PromptLibrary(), caps, mode=mode, choice_scorer=False)  # type: ignore[arg-type]
-
-
-def _render(messages) -> str:
-    return "".join(f"=== {m.role} ===\n{m.content}\n" for m in messages)
-
-
-def _snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / f"{name}.txt"
-    if UPDATE or not path.exists():
-        SNAPSHOTS.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        if not UPDATE:
-            pytest.fail(f"snapshot {path} was missing and has been written; review it and re-run")
-    assert text == path.read_text(encoding="utf-8"), (
-        f"{name} differs from {path}; if the change is intended, re-run with RUBRICKIT_UPDATE_SNAPSHOTS=1")
 
 
 def _tasks(mode: str = "per_criterion", **caps: bool):
@@ -111,7 +93,7 @@ def _requests_by_template() -> dict[str, list]:
                                   "holistic", "pairwise_criterion", "pairwise_direct", "pairwise_choice",
                                   "pairwise_choice_criterion", "reask"])
 def test_template_snapshot(name: str) -> None:
-    _snapshot(name, _render(_requests_by_template()[name]))
+    check_snapshot(name, render_messages(_requests_by_template()[name]))
 
 
 def test_every_template_has_a_snapshot_and_a_variables_comment() -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from snapshots_check import check_snapshot, render_messages
 
 from rubrickit.backends.fake import FakeBackend
 from rubrickit.generate.common import Generator
@@ -155,8 +154,6 @@ def test_injection_in_criterion_text_cannot_close_its_block() -> None:
     assert user.count("</criterion>") == 2 and "&lt;/criterion>" in user
 
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
-UPDATE = os.environ.get("RUBRICKIT_UPDATE_SNAPSHOTS") == "1"  # read at import: the env is cleaned per test
 
 
 def test_overlap_template_snapshot_and_header() -> None:
@@ -166,11 +163,6 @@ def test_overlap_template_snapshot_and_header() -> None:
     first = Criterion(id="a", text="The response is concise.")
     second = Criterion(id="b", text="The response is short.", applies_if="The user asks for a summary.")
     rendered = library.render("refine_overlap", {"first": criterion_data(first), "second": criterion_data(second)})
-    text = "".join(f"=== {m.role} ===\n{m.content}\n" for m in rendered.messages)
-    path = SNAPSHOTS / "refine_overlap.txt"
-    if UPDATE or not path.exists():
-        path.write_text(text, encoding="utf-8")
-        if not UPDATE:
-            pytest.fail(f"snapshot {path} was missing and has been written; review it and re-run")
-    assert text == path.read_text(encoding="utf-8")
+    text = render_messages(rendered.messages)
+    check_snapshot("refine_overlap", text)
     assert '"overlap": <0-100>' in rendered.contract
