@@ -18,7 +18,7 @@ class _Lazy:
         self.stderr = stderr
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        Console(stderr=self.stderr, highlight=False).print(*args, **kwargs)
+        Console(stderr=self.stderr, highlight=False, emoji=False).print(*args, **kwargs)
 
 
 out = _Lazy(stderr=False)
@@ -178,6 +178,9 @@ def run_result(result: Any, *, kind: str) -> None:
             note(f"wrote {result.out}")
     if result.resumed:
         note(f"resumed: {result.resumed} record(s) were already in {result.out} and were skipped")
+    if result.redone:
+        note(f"resumed: {result.redone} record(s) with error verdicts were removed from {result.out} and judged "
+             "again")
     accounting(result.accounting)
 
 

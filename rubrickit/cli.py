@@ -45,7 +45,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handled(func: F) -> F:
-    """Turn rubrickit errors into one ``error:`` line and exit code 1 (``--debug`` shows the traceback)."""
+    """Turn rubrickit errors into one ``error:`` line and the error's exit status (1 unless it says otherwise;
+    ``--debug`` shows the traceback); Ctrl-C into a line saying how to resume, exit status 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,7 +56,13 @@ def handled(func: F) -> F:
             if _state["debug"]:
                 raise
             render.error(str(exc))
-            raise typer.Exit(1) from None
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            render.error("interrupted: every record finished so far is in the output file; rerun the same command "
+                         "with --resume to continue")
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -210,11 +217,33 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an existing 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Plan calls, tokens and cost; call nothing.")]
 RepeatOpt = Annotated[int | None, typer.Option("--repeat", help="Judge each item N times (fresh, for variance).")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", envvar="RUBRICKIT_TIMEOUT", min=0.001,
+                 help="Seconds one judge call may take before it is retried (default: 60 for API judges)."),
+]
+MaxRetriesOpt = Annotated[
+    int | None,
+    typer.Option("--max-retries", envvar="RUBRICKIT_MAX_RETRIES", min=0,
+                 help="Retries of a failing call before its verdict is an error (default 5)."),
+]
+MaxOutageOpt = Annotated[
+    float | None,
+    typer.Option("--max-outage", envvar="RUBRICKIT_MAX_OUTAGE", min=0.001,
+                 help="Seconds the judge may stay unreachable before the run stops (exit 4; default 120)."),
+]
+MaxErrorRateOpt = Annotated[
+    float,
+    typer.Option("--max-error-rate", envvar="RUBRICKIT_MAX_ERROR_RATE", min=0.0, max=1.0,
+                 help="Share of items allowed to end with error verdicts before the exit status is 3 (default 0)."),
+]
 
 
-def _judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat) -> dict[str, Any]:  # noqa: ANN001
+def _judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout=None, max_retries=None,  # noqa: ANN001
+                   max_outage=None) -> dict[str, Any]:  # noqa: ANN001
     return {"mode": mode, "concurrency": concurrency, "rpm": rpm, "tpm": tpm, "cache_dir": cache_dir,
-            "use_cache": False if no_cache else None, "repeat": repeat}
+            "use_cache": False if no_cache else None, "repeat": repeat, "timeout": timeout,
+            "max_retries": max_retries, "max_outage": max_outage}
 
 
 @app.command()
@@ -225,12 +254,15 @@ def score(
     judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None, concurrency: ConcurrencyOpt = None,
     rpm: RpmOpt = None, tpm: TpmOpt = None, out: OutOpt = None, cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
-    repeat: RepeatOpt = None,
+    repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
+    max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
 ) -> None:
     """Score responses criterion by criterion; one score record per line as items finish."""
     result = score_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                         dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat))
+                         dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
+                                                           timeout, max_retries, max_outage))
     render.run_result(result, kind="score")
+    result.raise_for_errors(max_error_rate)
 
 
 @app.command()
@@ -245,12 +277,15 @@ def compare(
     judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None, concurrency: ConcurrencyOpt = None,
     rpm: RpmOpt = None, tpm: TpmOpt = None, out: OutOpt = None, cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
-    repeat: RepeatOpt = None,
+    repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
+    max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
 ) -> None:
     """Compare response pairs: per-criterion A-vs-B in both orders (margin), or a direct judgment."""
     result = compare_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                           dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat))
+                           dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
+                                                             timeout, max_retries, max_outage))
     render.run_result(result, kind="compare")
+    result.raise_for_errors(max_error_rate)
 
 
 def _split_csv(values: list[str] | None) -> list[str]:

@@ -12,6 +12,7 @@ field) and the next step. The hierarchy::
     ├── MissingDependencyError an optional SDK is not installed (names the extra to install)
     ├── MissingCredentialsError    an API key is missing (names the variable)
     └── BackendCallError       a backend call failed after retries
+        └── JudgeUnavailableError  the judge cannot answer at all (auth, unknown model, outage): the run stops
 
 None of these subclass ``KeyError``: its ``str()`` adds quotes around the message.
 """
@@ -30,11 +31,15 @@ __all__ = [
     "MissingDependencyError",
     "MissingCredentialsError",
     "BackendCallError",
+    "JudgeUnavailableError",
 ]
 
 
 class RubrickitError(Exception):
     """Base class of every error rubrickit raises on purpose."""
+
+    exit_code: int = 1
+    """The command line's exit status for this error (docs/reliability.md lists them)."""
 
 
 class RubricError(RubrickitError, ValueError):
@@ -95,3 +100,10 @@ class MissingCredentialsError(RubrickitError):
 
 class BackendCallError(RubrickitError):
     """A backend call failed for good (after the retries the engine allows)."""
+
+
+class JudgeUnavailableError(BackendCallError):
+    """The judge cannot answer any call: authentication failed, the model does not exist, or the server stayed
+    unreachable past the outage limit. The whole run stops (records finished so far stay valid and resumable)."""
+
+    exit_code = 4

@@ -41,7 +41,10 @@ def test_score_writes_records_and_rerun_is_served_from_cache(server: OAIServer, 
     out = tmp_path / "scores.jsonl"
     data = REPO / "examples" / "support-tickets.jsonl"
     code, output = run("score", "-r", RUBRIC, "-d", data, "-o", out, *judge_args(server, tmp_path))
-    assert code == 0, output
+    # The scripted server answers the scale criterion with a verdict, not a level: every item has an error verdict,
+    # so the run says so and exits 3 (--max-error-rate defaults to 0).
+    assert code == 3, output
+    assert "3 of 3 items ended with error verdicts" in output and "--resume" in output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["item_id"] for r in records) == ["ticket-1", "ticket-2", "ticket-3"]
     fingerprint = load_rubric(RUBRIC).fingerprint
@@ -51,7 +54,8 @@ def test_score_writes_records_and_rerun_is_served_from_cache(server: OAIServer, 
     # The scripted server answers the scale criterion with a verdict, not a level: counted as an error, never 0.
     tone = [v for r in records for v in r["verdicts"] if v["criterion_id"] == "tone"]
     assert all(v["verdict"] == "error" and v["level"] is None for v in tone)
-    code, output = run("score", "-r", RUBRIC, "-d", data, "-o", out, "--force", *judge_args(server, tmp_path))
+    code, output = run("score", "-r", RUBRIC, "-d", data, "-o", out, "--force", "--max-error-rate", "1",
+                       *judge_args(server, tmp_path))
     assert code == 0, output
     assert len(server.chat_bodies) == calls  # the re-run made no call
     assert "judge usage" in output
@@ -77,7 +81,7 @@ def test_score_dry_run_calls_nothing(server: OAIServer, tmp_path: Path) -> None:
 def test_score_logprob_mode_over_http(server: OAIServer, tmp_path: Path) -> None:
     out = tmp_path / "scores.jsonl"
     code, output = run("score", "-r", RUBRIC, "-d", REPO / "examples" / "support-tickets.jsonl", "-o", out,
-                       "--mode", "logprob", *judge_args(server, tmp_path))
+                       "--mode", "logprob", "--max-error-rate", "1", *judge_args(server, tmp_path))
     assert code == 0, output
     verdicts = [v for line in out.read_text().splitlines() for v in json.loads(line)["verdicts"]]
     judged = [v for v in verdicts if v["criterion_id"] in ("answers-question", "invents-policy")]
@@ -87,14 +91,17 @@ def test_score_logprob_mode_over_http(server: OAIServer, tmp_path: Path) -> None
 def test_compare_with_rubric_and_direct(server: OAIServer, tmp_path: Path) -> None:
     pairs = REPO / "examples" / "support-pairs.jsonl"
     out = tmp_path / "pairs.jsonl"
-    code, output = run("compare", "-d", pairs, "-r", RUBRIC, "-o", out, *judge_args(server, tmp_path))
+    code, output = run("compare", "-d", pairs, "-r", RUBRIC, "-o", out, "--max-error-rate", "1",
+                       *judge_args(server, tmp_path))
     assert code == 0, output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["pair_id"] for r in records} == {"pair-1", "pair-2"}
     assert all(r["label"] in ("A", "B") for r in records)
     assert "comparisons" in output
     code, output = run("compare", "-d", pairs, "-o", tmp_path / "direct.jsonl", *judge_args(server, tmp_path))
-    assert code == 0, output
+    # The scripted server answers a verdict where the direct judgment asks for a winner: every pair failed, and
+    # the run says so with exit status 3 instead of 0.
+    assert code == 3 and "2 of 2 items ended with error verdicts" in output, output
 
 
 def test_bad_judge_spec_is_one_clear_error(tmp_path: Path) -> None:

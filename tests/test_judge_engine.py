@@ -510,7 +510,7 @@ def test_fatal_and_exhausted_failures_are_error_verdicts(tmp_path: Path) -> None
     def script(request: CompletionRequest):
         cid = criterion_of(request)
         if cid == "answers":
-            return FatalBackendError("401 bad key", status=401)
+            return FatalBackendError("400 prompt too long", status=400)
         if cid == "invents":
             return RetryableBackendError("429 slow down", status=429)
         return replies()(request)

@@ -100,6 +100,8 @@ class LiteLLMBackend:
         self.model = model
         self.spec = f"litellm:{model}"
         self.base_url = base_url
+        self.cache_endpoint = base_url
+        """The server this backend talks to (part of the judge cache's key; credentials are stripped there)."""
         self.timeout = float(timeout)
         self._guided = guided_mode(guided)
         self._drop_params = drop_params

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from ..backends.base import CompletionRequest, Message
-from ..errors import BackendCallError, OutputExistsError, RubrickitError
+from ..errors import OutputExistsError, RubrickitError
+from ..judge.modes import failure_of, judge_unusable
 from ..judge.parse import json_objects
 from ..judge.prompts import PromptLibrary, RenderedPrompt
 from ..rubric import Criterion, Provenance, Rubric
@@ -120,9 +121,9 @@ class Generator:
                                     temperature=temp, seed=seed)
         try:
             completion, _ = await self.judge.send(request, salt=salt)
-        except (BackendCallError, OSError, TimeoutError) as error:
-            raise GenerationFailed(f"backend error: {type(error).__name__}") from error
-        except Exception as error:  # backend-specific failures after retries
+        except Exception as error:  # backend failures after the retries, including backend-specific ones
+            if judge_unusable(error):  # authentication, unknown model, outage: every prompt would fail; stop
+                failure_of(error, self.judge.retry_policy)  # raises JudgeUnavailableError
             raise GenerationFailed(f"backend error: {type(error).__name__}") from error
         return completion.text
 

@@ -1,9 +1,16 @@
 """The persistent judge cache: one SQLite file of completions keyed by a content hash of the request.
 
-The key is the SHA-256 of the canonical JSON of (cache format version, backend spec, the whole
+The key is the SHA-256 of the canonical JSON of (cache format version, the judge's *identity*, the whole
 :class:`~rubrickit.backends.base.CompletionRequest` — rendered messages, max_tokens, temperature, seed, json_schema,
-choices, logprobs — and a caller's salt). Anything that could change the answer changes the key; a re-run of a
-finished job is answered entirely from the cache. ``--repeat N`` passes a different salt per repeat.
+choices, logprobs — and a caller's salt). The identity (:func:`cache_identity`) is the backend spec, the backend kind,
+the endpoint the backend talks to (its base URL without credentials: two servers that serve the same model name
+never read each other's answers) and a hash of the prompt templates in use. Anything that could change the answer
+changes the key; a re-run of a finished job is answered entirely from the cache. ``--repeat N`` passes a different
+salt per repeat.
+
+Older caches: the format version is stored in the file; a file written under an older version (whose keys did
+not name the endpoint) has its entries removed when it is first opened, so no answer from another server can be
+served. Nothing else in the file is touched.
 
 Stored per row: the key, the backend spec and the completion's JSON, and the time it was written. Never an API key:
 neither the spec nor the request carries one, and the prompt is not stored at all (only its hash).
@@ -20,19 +27,24 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
 from ..backends.base import Completion, CompletionRequest
 
-__all__ = ["CACHE_FILENAME", "CACHE_FORMAT_VERSION", "JudgeCache", "default_cache_dir"]
+__all__ = ["CACHE_FILENAME", "CACHE_FORMAT_VERSION", "JudgeCache", "cache_identity", "default_cache_dir",
+           "endpoint_identity", "templates_hash"]
 
-CACHE_FORMAT_VERSION = 1
-"""Part of every key: bump it when the meaning of a cached completion changes, and old entries stop matching."""
+CACHE_FORMAT_VERSION = 2
+"""Part of every key: bump it when the meaning of a cached completion changes, and old entries stop matching.
+2: keys name the endpoint and the prompt templates (1 named only the spec)."""
 
 CACHE_FILENAME = "judge-cache.sqlite3"
 """The database's file name inside the cache directory."""
@@ -45,8 +57,55 @@ CREATE TABLE IF NOT EXISTS completions (
     spec TEXT NOT NULL,
     completion TEXT NOT NULL,
     created REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+_SECRET_PARAM = re.compile(r"(?i)(key|token|secret|passw|sig|auth|credential|session)")
+"""Query parameters that carry credentials: never part of an identity (nor written anywhere)."""
+
+
+def endpoint_identity(url: str | None) -> str | None:
+    """A base URL as it identifies a server: scheme, lower-cased host, port, path without a trailing slash, and the
+    query parameters that are not credentials (sorted). ``user:password@`` and ``?api_key=`` are dropped."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return hashlib.sha256(url.encode("utf-8")).hexdigest()  # unparseable: still distinct, never stored in clear
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k))
+    return urlunsplit((parts.scheme.lower(), (parts.hostname or "").lower() + port, parts.path.rstrip("/"),
+                       urlencode(query), ""))
+
+
+def templates_hash(templates_dir: Path | str | None = None) -> str:
+    """SHA-256 over every prompt template in use: the shipped ones, with ``templates_dir``'s overrides on top."""
+    from .prompts import package_templates_dir
+
+    sources: dict[str, bytes] = {}
+    for folder in (package_templates_dir(), Path(templates_dir) if templates_dir is not None else None):
+        if folder is None or not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.name.endswith(".j2") and entry.is_file():
+                sources[entry.name] = entry.read_bytes()
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode("utf-8") + b"\0" + hashlib.sha256(sources[name]).digest())
+    return digest.hexdigest()
+
+
+def cache_identity(backend: Any, templates: str = "") -> str:
+    """What identifies the judge behind a cached answer: spec, backend kind, endpoint and templates hash.
+
+    The endpoint is the backend's ``cache_endpoint`` (a server's base URL, without credentials; ``None`` for
+    in-process models and providers' default endpoints)."""
+    spec = str(getattr(backend, "spec", backend))
+    endpoint = endpoint_identity(getattr(backend, "cache_endpoint", None))
+    payload = {"spec": spec, "kind": spec.partition(":")[0], "endpoint": endpoint, "templates": templates}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
 def default_cache_dir() -> Path:
@@ -78,9 +137,11 @@ class JudgeCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(spec: str, request: CompletionRequest, *, salt: str = "") -> str:
-        """SHA-256 hex digest of the canonical JSON of (format version, spec, request, salt)."""
-        payload = [CACHE_FORMAT_VERSION, spec, request.model_dump(mode="json"), salt]
+    def key(identity: str, request: CompletionRequest, *, salt: str = "") -> str:
+        """SHA-256 hex digest of the canonical JSON of (format version, judge identity, request, salt).
+
+        ``identity`` is :func:`cache_identity` of the backend (a bare spec string works, for tools without one)."""
+        payload = [CACHE_FORMAT_VERSION, identity, request.model_dump(mode="json"), salt]
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -141,11 +202,25 @@ class JudgeCache:
             connection.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a killed process; only a power cut may lose the last few entries.
             connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(_SCHEMA)
+            connection.executescript(_SCHEMA)
+            self._migrate(connection)
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        """Remove the entries of an older format (their keys could match another endpoint's answer)."""
+        row = connection.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+        version = int(row[0]) if row is not None and str(row[0]).isdigit() else 1
+        if version >= CACHE_FORMAT_VERSION:
+            return  # current, or written by a newer rubrickit (whose keys never match ours): left as it is
+        removed = connection.execute("DELETE FROM completions").rowcount
+        connection.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('format', ?)",
+                           (str(CACHE_FORMAT_VERSION),))
+        if removed:
+            logger.info("judge cache %s: removed %d entries of cache format %d (keys now name the endpoint)",
+                        self.path, removed, version)
 
     def _execute(self, sql: str, params: tuple[object, ...], *, fetch: bool = False) -> tuple[object, ...] | None:
         """Run one statement (autocommit); on any database failure disable the cache and return ``None``."""

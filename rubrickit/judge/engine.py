@@ -12,6 +12,7 @@ and records every failure as an ``error`` verdict — never as met, unmet or 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -33,7 +34,8 @@ from ..backends.base import (
 from ..errors import RubrickitError
 from ..rubric import Rubric, RubricSet, ScoreRecord
 from .accounting import Accounting, Plan, estimate_tokens
-from .cache import JudgeCache, default_cache_dir
+from .breaker import CircuitBreaker
+from .cache import JudgeCache, cache_identity, default_cache_dir, templates_hash
 from .data import DataItem, PairItem, coerce_items, coerce_pairs
 from .journal import Journal
 from .limits import RateLimiter
@@ -90,6 +92,15 @@ class JudgeOptions(BaseModel):
     """Re-asks after an unreadable reply before the verdict becomes an error."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """Retries of failing calls (backoff, jitter, Retry-After)."""
+    max_retries: int | None = Field(None, ge=0)
+    """Retries of a failing call before its verdict becomes an error (``None``: ``retry.max_attempts`` − 1 = 5)."""
+    timeout: float | None = Field(None, gt=0)
+    """Seconds one backend call may take before it is abandoned and retried (``None``: the backend's own limit,
+    60 s for API backends). Also sets the HTTP time-out of ``openai:`` and ``litellm:`` judges."""
+    max_outage: float = Field(120.0, gt=0)
+    """Seconds the judge may stay unreachable (most recent calls failing with connection errors, time-outs or
+    5xx, the circuit breaker open and its probes failing) before the run stops with
+    :class:`~rubrickit.errors.JudgeUnavailableError`."""
     cache_dir: Path | None = None
     """Folder of the persistent judge cache (``None``: ``$RUBRICKIT_CACHE_DIR`` or ``~/.cache/rubrickit``)."""
     use_cache: bool = True
@@ -217,7 +228,11 @@ class Judge(ChoiceScoring):
         self.options: JudgeOptions = base
         """The options in force."""
         self._owns_backend = judge is None or isinstance(judge, str)
-        self.backend: Backend = get_backend(judge, base_url=base_url, **(backend_options or {}))
+        backend_options = dict(backend_options or {})
+        if base.timeout is not None and isinstance(judge, str) and judge.partition(":")[0].strip().lower() in (
+                "openai", "litellm"):
+            backend_options.setdefault("timeout", base.timeout)
+        self.backend: Backend = get_backend(judge, base_url=base_url, **backend_options)
         """The backend that answers."""
         self.library = PromptLibrary(base.templates_dir)
         """The prompt templates."""
@@ -231,12 +246,18 @@ class Judge(ChoiceScoring):
                                    choice_scorer=self._scorer)
         """Builds the tasks and requests."""
         self._cache = JudgeCache(base.cache_dir or default_cache_dir()) if base.use_cache else None
+        self._identity = cache_identity(self.backend, templates_hash(base.templates_dir))
+        self.retry_policy: RetryPolicy = (base.retry if base.max_retries is None
+                                          else dataclasses.replace(base.retry, max_attempts=base.max_retries + 1))
+        """The retry policy in force (``max_retries`` applied)."""
         self._trace = TraceWriter(base.trace_path) if base.trace_path is not None else None
         self._state: _LoopState | None = None
         self._runner: _Runner | None = None
         # Waits and time of retries and rate limits (tests inject fakes so they never sleep).
         self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic
+        self.breaker = CircuitBreaker(spec=self.backend.spec, max_outage=base.max_outage)
+        """Pauses calls while the judge is unreachable, and stops the run when it stays so."""
         self._closed = False
 
     @property
@@ -266,7 +287,28 @@ class Judge(ChoiceScoring):
     def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
         self.accounting.record_retry()
 
+    def cache_key(self, request: CompletionRequest, salt: str = "") -> str:
+        """The cache (and dedup) key of ``request``: its content under this judge's identity."""
+        return JudgeCache.key(self._identity, request, salt=salt)
+
     async def _send(self, request: CompletionRequest) -> Completion:
+        """One attempt, through the circuit breaker and the time-out."""
+        probe = await self.breaker.admit()
+        try:
+            attempt = self._send_once(request)
+            timeout = self.options.timeout
+            completion = await (asyncio.wait_for(attempt, timeout) if timeout is not None else attempt)
+        except asyncio.CancelledError:
+            if probe:
+                self.breaker.record(None, probe=True)  # the probe's run went away; let another probe go
+            raise
+        except Exception as error:
+            self.breaker.record(error, probe=probe)
+            raise
+        self.breaker.record(None, probe=probe)
+        return completion
+
+    async def _send_once(self, request: CompletionRequest) -> Completion:
         state = self._loop_state()
         if state.batcher is not None:
             return await state.batcher.submit(request)
@@ -283,7 +325,7 @@ class Judge(ChoiceScoring):
         async with state.semaphore:
             estimate = estimate_tokens(request.prompt_text()) + request.max_tokens
             await state.limiter.acquire(estimate)
-            completion = await call_with_retries(lambda: self._send(request), self.options.retry,
+            completion = await call_with_retries(lambda: self._send(request), self.retry_policy,
                                                  sleep=self._sleep, on_retry=self._on_retry)
             used = completion.usage.input_tokens + completion.usage.output_tokens
             state.limiter.correct(estimate, used or estimate)
@@ -323,7 +365,7 @@ class Judge(ChoiceScoring):
     async def send(self, request: CompletionRequest, salt: str = "") -> tuple[Completion, str]:
         """One request through dedup, cache, limits and retries; returns the completion and where it came from
         (``backend``, ``cache`` or ``duplicate``). Raises the backend's error after the retries."""
-        key = JudgeCache.key(self.spec, request, salt=salt)
+        key = self.cache_key(request, salt)
         while True:
             future, owned = self._claim(key)
             if owned:
@@ -351,7 +393,7 @@ class Judge(ChoiceScoring):
             try:
                 completion, source = await self.send(request, call.salt)
             except Exception as error:
-                failure = failure_of(error, self.options.retry)
+                failure = failure_of(error, self.retry_policy)
                 self.accounting.record_error(failure.kind)
                 self._record(context, request, None, "error", failure.describe())
                 return failure
@@ -582,7 +624,7 @@ class Judge(ChoiceScoring):
                           tasks=len(calls) + checks, programmatic=checks)
 
     def _plan_context(self) -> dict[str, Any]:
-        return {"spec": self.spec, "mode": self.options.mode, "cache": self._cache}
+        return {"spec": self.spec, "mode": self.options.mode, "cache": self._cache, "identity": self._identity}
 
     # ------------------------------------------------------------------ lifetime
 

@@ -5,6 +5,11 @@ fsyncs it: once ``append`` returns, the record survives the process being killed
 machine losing power). A re-run with ``resume=True`` reads the records already there, exposes their keys in
 :attr:`Journal.done` so the engine skips those tasks, and appends the rest to the same file.
 
+On resume, records that must be made again (``redo``: the engine passes "has error verdicts", which were never
+answers) are removed from the file — rewritten atomically (a temporary file, fsync'd, renamed over the old one) —
+and their tasks run again, so the output holds exactly one record per key. ``check`` sees every record first and
+may refuse the file (records made with another judge or another version of the rubric), before anything changes.
+
 A kill can land in the middle of a write and leave a *torn* last line with no newline. On resume that fragment is
 cut off (``truncated_bytes`` says how much; the task it belonged to is simply run again). An unparseable line
 anywhere else means the file was damaged by something else, and is reported with its line number rather than
@@ -20,7 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +110,8 @@ class Journal:
         overwrite: bool = False,
         key_fields: Sequence[str] = DEFAULT_KEY_FIELDS,
         fsync: bool = True,
+        check: Callable[[dict[str, Any], int], None] | None = None,
+        redo: Callable[[dict[str, Any]], bool] | None = None,
     ):
         self.path = Path(path) if path is not None else None
         """The JSONL file, or ``None`` for no journal."""
@@ -119,6 +127,10 @@ class Journal:
         """Bytes of a torn last line cut off on resume (0 when the file ended cleanly)."""
         self.written = 0
         """Records appended by this journal."""
+        self.redone = 0
+        """Records removed on resume to be made again (``redo``)."""
+        self._check = check
+        self._redo = redo
         self._fd: int | None = None
         if self.path is None:
             return
@@ -143,7 +155,7 @@ class Journal:
             if overwrite:
                 os.ftruncate(fd, 0)
             elif resume and has_content:
-                self._recover(fd)
+                fd = self._recover(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -159,10 +171,14 @@ class Journal:
                 f"{self.path}: another run is writing this file; wait for it to finish or choose another output."
             ) from None
 
-    def _recover(self, fd: int) -> None:
-        """Read the finished records, cutting off a torn last line."""
+    def _recover(self, fd: int) -> int:
+        """Read the finished records, cutting off a torn last line and removing the records to redo; returns the
+        (possibly new) locked descriptor of the file."""
         assert self.path is not None
         offset = 0
+        unterminated = False
+        kept: list[bytes] = []
+        found: list[tuple[dict[str, Any], int]] = []
         with open(self.path, "rb") as fh:
             for number, raw in enumerate(fh, start=1):
                 terminated = raw.endswith(b"\n")
@@ -173,10 +189,21 @@ class Journal:
                 offset += len(raw)
                 if record is None:
                     continue
-                if not terminated:
-                    # Killed between the record and its newline: the record is whole; finish its line.
-                    self._write_all(fd, b"\n")
-                self._remember(record, number)
+                if self._check is not None:
+                    self._check(record, number)  # may refuse the file: nothing has been changed yet
+                unterminated = not terminated
+                if self._redo is not None and self._redo(record):
+                    self.redone += 1
+                    continue
+                found.append((record, number))
+                kept.append(raw if terminated else raw + b"\n")
+        for record, number in found:
+            self._remember(record, number)
+        if self.redone:
+            return self._rewrite(fd, kept)
+        if unterminated:
+            # Killed between the record and its newline: the record is whole; finish its line.
+            self._write_all(fd, b"\n")
         if self.truncated_bytes:
             os.ftruncate(fd, offset)
             os.fsync(fd)
@@ -185,6 +212,33 @@ class Journal:
                 self.path,
                 self.truncated_bytes,
             )
+        return fd
+
+    def _rewrite(self, fd: int, lines: list[bytes]) -> int:
+        """Replace the file by ``lines`` atomically (temporary file, fsync, rename) and lock the new file."""
+        assert self.path is not None
+        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(handle, "wb") as fh:
+                fh.writelines(lines)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(temporary, 0o644)
+            new_fd = os.open(temporary, os.O_RDWR | os.O_APPEND)
+            try:
+                self._lock(new_fd)
+                os.replace(temporary, self.path)
+            except BaseException:
+                os.close(new_fd)
+                raise
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        os.close(fd)
+        logger.info("%s: removed %d record(s) with error verdicts; their items are judged again.", self.path,
+                    self.redone)
+        return new_fd
 
     def _parse_line(self, raw: bytes, number: int, *, torn_ok: bool) -> dict[str, Any] | None:
         if not raw.strip():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,10 +40,10 @@ from ..backends.base import (
     Usage,
     choice_probabilities,
 )
+from ..errors import JudgeUnavailableError
 from ..rubric import Criterion, Verdict
 from . import parse
 from .accounting import estimate_tokens
-from .cache import JudgeCache
 from .parse import LevelReply, ParseError, RatingReply, VerdictReply
 from .retry import call_with_retries
 from .tasks import AB, YES_NO, Call, Task
@@ -126,8 +127,33 @@ class OwnerGone(Exception):
     """The call an identical request was waiting for was cancelled (the waiter then makes the call itself)."""
 
 
+_UNUSABLE_STATUS = {401, 403, 404}
+"""Authentication failed, permission denied, model (or endpoint) not found: no call of the run can succeed."""
+_MODEL_MISSING = re.compile(r"(?i)model\b.{0,120}\b(not found|does not exist|not exist|is not available)|"
+                            r"model_not_found|could not load the model|insufficient quota")
+
+
+def judge_unusable(error: BaseException) -> bool:
+    """Whether ``error`` means the judge can answer no call at all (the run stops rather than record errors)."""
+    if isinstance(error, JudgeUnavailableError):
+        return True
+    if not isinstance(error, FatalBackendError):
+        return False
+    return error.status in _UNUSABLE_STATUS or bool(_MODEL_MISSING.search(str(error)))
+
+
 def failure_of(error: Exception, policy: Any) -> Failure:
-    """The :class:`Failure` of a call that raised ``error`` (after the retries of ``policy``)."""
+    """The :class:`Failure` of a call that raised ``error`` (after the retries of ``policy``).
+
+    Raises :class:`~rubrickit.errors.JudgeUnavailableError` instead when the error says that no call can succeed
+    (authentication, unknown model, an outage past the limit): the run stops at once rather than fill its output
+    with ``error`` verdicts."""
+    if isinstance(error, JudgeUnavailableError):
+        raise error
+    if judge_unusable(error):
+        raise JudgeUnavailableError(
+            f"{error}. The run stopped: no call can succeed until this is fixed. Records finished so far are kept; "
+            "rerun the same command with --resume to continue") from None
     if isinstance(error, FatalBackendError):
         return Failure("fatal", f"{type(error).__name__}: {error}")
     if isinstance(error, RetryableBackendError):
@@ -349,6 +375,8 @@ class ChoiceScoring:
     _settle: Any
     _on_retry: Any
     _record: Any
+    retry_policy: Any
+    cache_key: Any
 
     async def _score_choices(self, calls: Sequence[Call]) -> list[Any]:
         requests = [call.request for call in calls]
@@ -358,7 +386,7 @@ class ChoiceScoring:
             await state.limiter.acquire(estimate)
             results = list(await call_with_retries(
                 lambda: self.backend.score_choices(requests, calls[0].choices),  # type: ignore[attr-defined]
-                self.options.retry, sleep=self._sleep, on_retry=self._on_retry))
+                self.retry_policy, sleep=self._sleep, on_retry=self._on_retry))
             used = sum(r.usage.input_tokens + r.usage.output_tokens for r in results
                        if isinstance(r, ChoiceScores) and isinstance(r.usage, Usage))
             state.limiter.correct(estimate, used or estimate)
@@ -371,7 +399,7 @@ class ChoiceScoring:
         ``context`` is the trace context of every call, or a sequence with one per call.
         """
         contexts = [context] * len(calls) if isinstance(context, Mapping) else list(context)
-        keys = [JudgeCache.key(self.spec, call.request, salt=call.salt) for call in calls]
+        keys = [self.cache_key(call.request, call.salt) for call in calls]
         answers: list[Any] = [None] * len(calls)
         sources = ["backend"] * len(calls)
         waiting: dict[int, asyncio.Future] = {}
@@ -424,7 +452,7 @@ class ChoiceScoring:
 
     def _read_choice(self, call: Call, answer: Any, source: str, context: Mapping[str, Any]) -> Any:
         if isinstance(answer, Exception):
-            failure = failure_of(answer, self.options.retry)
+            failure = failure_of(answer, self.retry_policy)
             self.accounting.record_error(failure.kind)
             self._record(context, call.request, None, "error", failure.describe())
             return failure

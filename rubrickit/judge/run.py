@@ -4,15 +4,21 @@
 records into ``out`` (JSONL, appended and fsync'd as each item finishes, so a killed run loses nothing and
 ``resume=True`` picks up where it stopped). ``compare_files`` does the same for pairs. ``dry_run=True`` returns the
 plan (calls, tokens, cost) without calling the judge. Importing this module needs no backend SDK.
+
+Resuming: records with ``error`` verdicts are not answers, so ``resume=True`` removes them from the output and judges
+their items again; records made with another judge spec or another version of a rubric (its fingerprint) are
+refused rather than mixed into one output. :meth:`RunResult.raise_for_errors` turns items left with error verdicts
+into :class:`ErrorRateExceeded` (exit status 3 on the command line) above the allowed rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import JudgeUnavailableError, RubrickitError
 from ..rubric import Rubric, RubricSet, ScoreRecord
 from ..rubric_io import is_rubric_set_path, load_rubric, load_rubric_set
 from .accounting import Plan
@@ -20,7 +26,13 @@ from .data import load_items, load_pairs
 from .engine import Judge, JudgeOptions
 from .journal import DEFAULT_KEY_FIELDS, PAIR_KEY_FIELDS, Journal
 
-__all__ = ["RunResult", "compare_files", "load_rubric_arg", "score_files"]
+__all__ = ["ErrorRateExceeded", "RunResult", "compare_files", "load_rubric_arg", "score_files"]
+
+
+class ErrorRateExceeded(RubrickitError):
+    """A run finished, but more of its items than allowed have ``error`` verdicts (exit status 3)."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -37,11 +49,38 @@ class RunResult:
     """The output file, when one was written."""
     resumed: int = 0
     """Records already in the output file and skipped (``resume=True``)."""
+    redone: int = 0
+    """Records with error verdicts removed from the output on resume, their items judged again."""
 
     @property
     def errors(self) -> int:
         """Error verdicts (score records) or failed judgments (pair records) among the new records."""
         return sum(getattr(record, "errors", 0) for record in self.records)
+
+    @property
+    def error_items(self) -> int:
+        """Items (records) of this run left with at least one error verdict."""
+        return sum(1 for record in self.records if getattr(record, "errors", 0))
+
+    @property
+    def error_rate(self) -> float:
+        """Share of the output's items with error verdicts (resumed records have none: errors are redone)."""
+        total = len(self.records) + self.resumed
+        return self.error_items / total if total else 0.0
+
+    def raise_for_errors(self, max_error_rate: float = 0.0) -> None:
+        """Raise :class:`ErrorRateExceeded` when the share of items with error verdicts exceeds ``max_error_rate``
+        (default 0: any error counts), saying how many, why, and how to judge them again."""
+        if self.plan is not None or not self.error_items or self.error_rate <= max_error_rate:
+            return
+        kinds = {k[len("errors_"):]: v for k, v in self.accounting.items() if k.startswith("errors_") and v}
+        why = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())) or "see the records"
+        where = f"; rerun the same command with --resume to judge them again (they are in {self.out})" \
+            if self.out is not None else ""
+        total = len(self.records) + self.resumed
+        raise ErrorRateExceeded(
+            f"{self.error_items} of {total} items ended with error verdicts ({self.errors} errors: {why}); "
+            f"error rate {self.error_rate:.3g} is above --max-error-rate {max_error_rate:g}{where}")
 
 
 def load_rubric_arg(path: str | Path | None) -> Rubric | RubricSet | None:
@@ -49,6 +88,52 @@ def load_rubric_arg(path: str | Path | None) -> Rubric | RubricSet | None:
     if path is None:
         return None
     return load_rubric_set(path) if is_rubric_set_path(path) else load_rubric(path)
+
+
+def _has_errors(record: Mapping[str, Any]) -> bool:
+    return bool(record.get("errors"))
+
+
+def _resume_check(out: str | Path | None, rubrics: Any, judge: Judge) -> Callable[[dict[str, Any], int], None]:
+    """A journal ``check`` refusing records made with another judge spec or another version of a rubric."""
+    listed: Sequence[Rubric] = [] if rubrics is None else [rubrics] if isinstance(rubrics, Rubric) else list(rubrics)
+    expected: dict[str, set[str]] = {}
+    for rubric in listed:
+        if judge.options.mode == "holistic" and rubric.aggregation != "holistic":
+            rubric = rubric.model_copy(update={"aggregation": "holistic"})  # as the engine stamps it
+        expected.setdefault(rubric.id, set()).add(rubric.fingerprint)
+    advice = "write to another --out, or pass --force to start this output over"
+
+    def check(record: dict[str, Any], number: int) -> None:
+        made_by = record.get("judge")
+        if "judge" in record and made_by != judge.spec:
+            raise RubrickitError(f"{out}:{number}: this output was made with judge {made_by!r}, but this run uses "
+                                 f"{judge.spec!r}; verdicts of two judges cannot share one output: {advice}")
+        rubric_id = record.get("rubric_id")
+        if rubric_id is None and not expected:
+            return  # a direct comparison, no rubric
+        if rubric_id not in expected:
+            raise RubrickitError(f"{out}:{number}: this output holds records of rubric {rubric_id!r}, which this run "
+                                 f"does not use; {advice}")
+        if record.get("rubric_fingerprint") not in expected[rubric_id]:
+            raise RubrickitError(f"{out}:{number}: rubric {rubric_id!r} changed since this output was written (its "
+                                 f"fingerprint differs; `rubrickit diff` shows what changed); {advice}")
+
+    return check
+
+
+def _journal(out: str | Path | None, *, resume: bool, force: bool, key_fields: Sequence[str], rubrics: Any,
+             engine: Judge) -> Journal:
+    return Journal(out, resume=resume, overwrite=force, key_fields=key_fields,
+                   check=_resume_check(out, rubrics, engine), redo=_has_errors)
+
+
+def _stopped(error: JudgeUnavailableError, journal: Journal) -> JudgeUnavailableError:
+    """The error with where the finished records are (the run can be resumed from them)."""
+    if journal.path is None:
+        return error
+    kept = len(journal.resumed_records) + journal.written
+    return JudgeUnavailableError(f"{error} ({kept} finished record(s) are in {journal.path})")
 
 
 def _options(options: JudgeOptions | None, overrides: Mapping[str, Any]) -> JudgeOptions:
@@ -75,10 +160,14 @@ def score_files(rubric_path: str | Path, data_path: str | Path, *, judge: Any = 
     with Judge(judge, base_url=base_url, options=settings, backend_options=backend_options) as engine:
         if dry_run:
             return RunResult(plan=engine.plan(rubrics, items), accounting=engine.summary())
-        with Journal(out, resume=resume, overwrite=force, key_fields=DEFAULT_KEY_FIELDS) as journal:
-            records: list[ScoreRecord] = list(engine.score_many(rubrics, items, journal=journal))  # type: ignore[arg-type]
+        with _journal(out, resume=resume, force=force, key_fields=DEFAULT_KEY_FIELDS, rubrics=rubrics,
+                      engine=engine) as journal:
+            try:
+                records: list[ScoreRecord] = list(engine.score_many(rubrics, items, journal=journal))  # type: ignore[arg-type]
+            except JudgeUnavailableError as error:
+                raise _stopped(error, journal) from None
             return RunResult(records=records, accounting=engine.summary(), out=journal.path,
-                             resumed=len(journal.resumed_records))
+                             resumed=len(journal.resumed_records), redone=journal.redone)
 
 
 def compare_files(rubric_path: str | Path | None, pairs_path: str | Path, *, judge: Any = None,
@@ -98,7 +187,11 @@ def compare_files(rubric_path: str | Path | None, pairs_path: str | Path, *, jud
     with Judge(judge, base_url=base_url, options=settings, backend_options=backend_options) as engine:
         if dry_run:
             return RunResult(plan=engine.plan_compare(rubrics, pairs), accounting=engine.summary())
-        with Journal(out, resume=resume, overwrite=force, key_fields=key_fields) as journal:
-            records = list(engine.compare_many(rubrics, pairs, journal=journal))
+        with _journal(out, resume=resume, force=force, key_fields=key_fields, rubrics=rubrics,
+                      engine=engine) as journal:
+            try:
+                records = list(engine.compare_many(rubrics, pairs, journal=journal))
+            except JudgeUnavailableError as error:
+                raise _stopped(error, journal) from None
             return RunResult(records=records, accounting=engine.summary(), out=journal.path,
-                             resumed=len(journal.resumed_records))
+                             resumed=len(journal.resumed_records), redone=journal.redone)

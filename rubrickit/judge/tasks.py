@@ -343,10 +343,11 @@ def assign_rubrics(rubrics: Any, items: Sequence[Any], *, optional: bool = False
 # --------------------------------------------------------------------------- plans (--dry-run)
 
 
-def build_plan(calls: Sequence[Call], *, spec: str, mode: str, cache: Any = None, **counts: int) -> Any:
+def build_plan(calls: Sequence[Call], *, spec: str, mode: str, cache: Any = None, identity: str | None = None,
+               **counts: int) -> Any:
     """The :class:`~rubrickit.judge.accounting.Plan` of sending ``calls`` to the judge ``spec``: identical requests
     and answers already in ``cache`` are counted apart; tokens and cost are estimated for the rest. ``counts`` fills
-    in items, criteria, tasks and programmatic."""
+    in items, criteria, tasks and programmatic. ``identity`` is the judge's cache identity (default: ``spec``)."""
     from .accounting import Plan, estimate_cost, estimate_tokens
     from .cache import JudgeCache
 
@@ -354,7 +355,7 @@ def build_plan(calls: Sequence[Call], *, spec: str, mode: str, cache: Any = None
     duplicates = cached = 0
     todo: list[Call] = []
     for call in calls:
-        key = JudgeCache.key(spec, call.request, salt=call.salt)
+        key = JudgeCache.key(identity or spec, call.request, salt=call.salt)
         if key in seen:
             duplicates += 1
             continue
