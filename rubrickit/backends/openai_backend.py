@@ -517,6 +517,15 @@ class OpenAIBackend:
         if max_tokens_param == "auto":
             max_tokens_param = "max_completion_tokens" if _is_openai_platform(effective_url) else "max_tokens"
         self._max_tokens_param = max_tokens_param
+        self.cache_endpoint = effective_url
+        """The server this backend talks to (part of the judge cache's key; credentials are stripped there)."""
+        if effective_url and "@" in (urlsplit(effective_url).netloc if "://" in effective_url else ""):
+            # The key travels as a bearer token; user:password@ in the URL would clash with it on every request
+            # (aiohttp refuses both at once), which looks like an outage. Say so at once instead.
+            raise BackendSpecError(
+                f"{self.spec}: the base URL {redact_url(effective_url)} carries credentials (user:password@), which "
+                "the openai backend does not send; remove them and pass the key in OPENAI_API_KEY (or a header "
+                "with the backend option default_headers)")
         key = api_key or os.environ.get("OPENAI_API_KEY") or None
         if key is None:
             if effective_url is None:

@@ -34,7 +34,7 @@ from ..backends.base import (
 from ..errors import RubrickitError
 from ..rubric import Rubric, RubricSet, ScoreRecord
 from .accounting import Accounting, Plan, estimate_tokens
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, is_outage
 from .cache import JudgeCache, cache_identity, default_cache_dir, templates_hash
 from .data import DataItem, PairItem, coerce_items, coerce_pairs
 from .journal import Journal
@@ -188,7 +188,13 @@ class _Runner:
         try:
             return future.result()
         except BaseException:
+            # Ctrl-C (or another interruption) in the calling thread: cancel the coroutine and wait until it has
+            # really unwound on the loop, so that what runs next (closing an async generator, the backend) does not
+            # find it still running.
+            finished = threading.Event()
+            self.loop.call_soon_threadsafe(_cancel_all_and_signal, self.loop, finished)
             future.cancel()
+            finished.wait(timeout=30)
             raise
 
     def stop(self) -> None:
@@ -200,6 +206,18 @@ class _Runner:
 
 async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+def _cancel_all_and_signal(loop: asyncio.AbstractEventLoop, finished: threading.Event) -> None:
+    """Cancel every task on ``loop`` and set ``finished`` once they have all ended."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        finished.set()
+        return
+    waiter = asyncio.gather(*tasks, return_exceptions=True)
+    waiter.add_done_callback(lambda _: finished.set())
 
 
 def _check_journal(journal: Journal | None, field: str, fields: str) -> None:
@@ -292,21 +310,27 @@ class Judge(ChoiceScoring):
         return JudgeCache.key(self._identity, request, salt=salt)
 
     async def _send(self, request: CompletionRequest) -> Completion:
-        """One attempt, through the circuit breaker and the time-out."""
-        probe = await self.breaker.admit()
-        try:
-            attempt = self._send_once(request)
-            timeout = self.options.timeout
-            completion = await (asyncio.wait_for(attempt, timeout) if timeout is not None else attempt)
-        except asyncio.CancelledError:
-            if probe:
-                self.breaker.record(None, probe=True)  # the probe's run went away; let another probe go
-            raise
-        except Exception as error:
-            self.breaker.record(error, probe=probe)
-            raise
-        self.breaker.record(None, probe=probe)
-        return completion
+        """One attempt, through the circuit breaker and the time-out.
+
+        An outage failure while the breaker is open does not use up the call's retries: the call waits for the
+        breaker, which probes the judge and either lets the calls go on or stops the run."""
+        while True:
+            probe = await self.breaker.admit()
+            try:
+                attempt = self._send_once(request)
+                timeout = self.options.timeout
+                completion = await (asyncio.wait_for(attempt, timeout) if timeout is not None else attempt)
+            except asyncio.CancelledError:
+                if probe:
+                    self.breaker.record(None, probe=True)  # the probe's run went away; let another probe go
+                raise
+            except Exception as error:
+                self.breaker.record(error, probe=probe)
+                if self.breaker.is_open and is_outage(error):
+                    continue
+                raise
+            self.breaker.record(None, probe=probe)
+            return completion
 
     async def _send_once(self, request: CompletionRequest) -> Completion:
         state = self._loop_state()
