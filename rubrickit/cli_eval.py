@@ -14,8 +14,11 @@ from .cli import (
     ConcurrencyOpt,
     ForceOpt,
     JudgeOpt,
+    MaxOutageOpt,
+    MaxRetriesOpt,
     ModeOpt,
     NoCacheOpt,
+    TimeoutOpt,
     app,
     handled,
     parse_mapping,
@@ -50,6 +53,7 @@ def eval_command(
     concurrency: ConcurrencyOpt = None, cache_dir: CacheDirOpt = None, no_cache: NoCacheOpt = False,
     force: ForceOpt = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the order probe.")] = 0,
+    timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
 ) -> None:
     """Evaluate a judge against gold pair labels: accuracy, consistency, κ, intervals, calibration, probes."""
     from . import evaluate
@@ -58,7 +62,8 @@ def eval_command(
     result = evaluate(data, judge=judge, base_url=base_url, rubrics=rubrics, rubric_mode=rubric_mode, limit=limit,
                       swap=swap, probes=_split(probes), probe_limit=probe_limit, mapping=parse_mapping(mapping),
                       out=out, records=records, report=report, force=force, seed=seed, mode=mode,
-                      concurrency=concurrency, cache_dir=cache_dir, use_cache=False if no_cache else None)
+                      concurrency=concurrency, cache_dir=cache_dir, use_cache=False if no_cache else None,
+                      timeout=timeout, max_retries=max_retries, max_outage=max_outage)
     summary = result.metrics.get("configs") or {result.runs[0].config: result.metrics}
     render.eval_summary(summary, {"metrics": out, "records": records, "report": report})
 

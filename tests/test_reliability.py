@@ -350,3 +350,27 @@ def test_an_older_cache_format_is_emptied_not_served(tmp_path: Path) -> None:
         assert cache.get("k") is None
     rows = sqlite3.connect(tmp_path / CACHE_FILENAME).execute("SELECT COUNT(*) FROM completions").fetchone()
     assert rows == (0,)
+
+
+def test_judge_options_read_the_environment_for_every_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rubrickit.errors import RubrickitError
+    from rubrickit.judge.engine import JudgeOptions
+
+    monkeypatch.setenv("RUBRICKIT_TIMEOUT", "2.5")
+    monkeypatch.setenv("RUBRICKIT_MAX_RETRIES", "1")
+    monkeypatch.setenv("RUBRICKIT_MAX_OUTAGE", "9")
+    options = JudgeOptions()
+    assert (options.timeout, options.max_retries, options.max_outage) == (2.5, 1, 9.0)
+    assert JudgeOptions(timeout=7).timeout == 7  # an explicit value wins
+    monkeypatch.setenv("RUBRICKIT_TIMEOUT", "soon")
+    with pytest.raises(RubrickitError, match="RUBRICKIT_TIMEOUT"):
+        JudgeOptions()
+
+
+def test_eval_against_a_dead_server_stops_with_exit_4(tmp_path: Path) -> None:
+    pairs = REPO / "examples" / "support-pairs.jsonl"
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    code, output = run("eval", "--data", pairs, "--judge", "openai:judge", "--base-url", url, "--max-outage", "1",
+                       "--cache-dir", tmp_path / "cache", "--timeout", "1")
+    assert code == 4, output
+    assert len(error_lines(output)) == 1 and "unreachable" in output and "Traceback" not in output

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -69,6 +70,17 @@ class JudgeModeError(RubrickitError, ValueError):
     """The judge cannot do what the options ask (e.g. logprob mode on a backend without logprobs)."""
 
 
+def _env_number(name: str, kind: type) -> Any:
+    """The number in environment variable ``name`` (``None`` when unset), or a clear error naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise RubrickitError(f"environment variable {name}={raw!r}: expected a number") from None
+
+
 class JudgeOptions(BaseModel):
     """How the engine judges: mode, limits, retries, cache, repeats. Immutable; copy with overrides."""
 
@@ -92,15 +104,17 @@ class JudgeOptions(BaseModel):
     """Re-asks after an unreadable reply before the verdict becomes an error."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """Retries of failing calls (backoff, jitter, Retry-After)."""
-    max_retries: int | None = Field(None, ge=0)
-    """Retries of a failing call before its verdict becomes an error (``None``: ``retry.max_attempts`` − 1 = 5)."""
-    timeout: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(default_factory=lambda: _env_number("RUBRICKIT_MAX_RETRIES", int), ge=0)
+    """Retries of a failing call before its verdict becomes an error (``None``: ``retry.max_attempts`` − 1 = 5).
+    Default from ``RUBRICKIT_MAX_RETRIES``."""
+    timeout: float | None = Field(default_factory=lambda: _env_number("RUBRICKIT_TIMEOUT", float), gt=0)
     """Seconds one backend call may take before it is abandoned and retried (``None``: the backend's own limit,
-    60 s for API backends). Also sets the HTTP time-out of ``openai:`` and ``litellm:`` judges."""
-    max_outage: float = Field(120.0, gt=0)
+    60 s for API backends). Also sets the HTTP time-out of ``openai:`` and ``litellm:`` judges. Default from
+    ``RUBRICKIT_TIMEOUT``."""
+    max_outage: float = Field(default_factory=lambda: _env_number("RUBRICKIT_MAX_OUTAGE", float) or 120.0, gt=0)
     """Seconds the judge may stay unreachable (most recent calls failing with connection errors, time-outs or
     5xx, the circuit breaker open and its probes failing) before the run stops with
-    :class:`~rubrickit.errors.JudgeUnavailableError`."""
+    :class:`~rubrickit.errors.JudgeUnavailableError`. Default from ``RUBRICKIT_MAX_OUTAGE``, else 120."""
     cache_dir: Path | None = None
     """Folder of the persistent judge cache (``None``: ``$RUBRICKIT_CACHE_DIR`` or ``~/.cache/rubrickit``)."""
     use_cache: bool = True
