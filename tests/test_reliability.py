@@ -17,11 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from rubrickit import Judge
 from rubrickit.backends.base import RetryableBackendError
-from rubrickit.cli import app
 from rubrickit.errors import JudgeUnavailableError
 from rubrickit.judge.breaker import CircuitBreaker
 from rubrickit.judge.cache import CACHE_FILENAME, JudgeCache, endpoint_identity
@@ -30,9 +28,9 @@ from rubrickit.rubric_io import load_rubric
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oai_server import Fault, OAIServer, Reply, default_reply  # noqa: E402
+from test_cli_score import run  # noqa: E402  (the CLI through typer's runner, exceptions re-raised)
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner(env={"COLUMNS": "200"})
 
 RUBRIC = """\
 rubrickit: 1
@@ -47,13 +45,6 @@ criteria:
   - id: accurate
     text: The response is accurate.
 """
-
-
-def run(*args: object) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture
