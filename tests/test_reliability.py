@@ -365,3 +365,24 @@ def test_eval_against_a_dead_server_stops_with_exit_4(tmp_path: Path) -> None:
                        "--cache-dir", tmp_path / "cache", "--timeout", "1")
     assert code == 4, output
     assert len(error_lines(output)) == 1 and "unreachable" in output and "Traceback" not in output
+
+
+def test_resume_asks_again_after_unreadable_replies_instead_of_reading_them_from_the_cache(
+        files: dict[str, Path]) -> None:
+    garbage = {"on": True}
+
+    def reply(body: dict) -> object:
+        text = json.dumps(body)
+        if garbage["on"] and "Answer 4" in text and "polite" in text:
+            return "I cannot decide."
+        return default_reply(body)
+
+    with OAIServer(reply) as server:
+        code, output = run(*score_args(files, server.url))
+        assert code == 3 and "parse" in output, output
+        garbage["on"] = False
+        calls = len(server.chat_bodies)
+        code, output = run(*score_args(files, server.url, "--resume"))
+        assert code == 0, output
+        assert len(server.chat_bodies) > calls  # the unreadable replies were not cached
+    assert all(r["errors"] == 0 for r in records(files["out"]))

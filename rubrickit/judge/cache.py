@@ -170,6 +170,11 @@ class JudgeCache:
                 (key, spec, completion.model_dump_json(), time.time()),
             )
 
+    def delete(self, key: str) -> None:
+        """Forget the entry under ``key`` (an unreadable reply: the next run asks again)."""
+        with self._lock:
+            self._execute("DELETE FROM completions WHERE key = ?", (key,))
+
     def clear(self) -> int:
         """Remove every entry; returns how many there were."""
         with self._lock:

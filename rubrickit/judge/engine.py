@@ -440,6 +440,9 @@ class Judge(ChoiceScoring):
                 return read_reply(call, completion)
             except ParseError as error:
                 reason, raw = error.reason, completion.text
+                if self._cache is not None:
+                    # An unreadable reply is no answer: a later run (--resume) asks again instead of reading it back.
+                    self._cache.delete(self.cache_key(request, call.salt))
             if attempt < self.options.reasks:
                 # The conversation grows (each re-ask follows the last reply), so every re-ask is a new request
                 # rather than a cache hit of the previous one.
