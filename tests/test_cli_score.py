@@ -57,7 +57,9 @@ def test_score_writes_records_and_rerun_is_served_from_cache(server: OAIServer, 
     code, output = run("score", "-r", RUBRIC, "-d", data, "-o", out, "--force", "--max-error-rate", "1",
                        *judge_args(server, tmp_path))
     assert code == 0, output
-    assert len(server.chat_bodies) == calls  # the re-run made no call
+    # The re-run asked only the scale criterion again: its unreadable replies were never cached as answers.
+    again = server.chat_bodies[calls:]
+    assert again and all("How warm and professional" in json.dumps(body) for body in again)
     assert "judge usage" in output
 
 
@@ -135,3 +137,28 @@ def test_api_key_never_reaches_cache_journal_output_trace_or_logs(
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in caplog.text
     assert secret not in repr(result.accounting)
+
+
+def test_credentials_in_the_base_url_never_reach_errors_output_trace_or_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from rubrickit import score_files
+    from rubrickit.errors import RubrickitError
+
+    secret = "SECRET-IN-QUERY-7f3a"
+    caplog.set_level(logging.DEBUG)
+    with OAIServer() as server:
+        # The SDK appends the path after the query, so the server answers 404 quoting the whole path: the
+        # credential travels through the server's error message, the run's error, the trace and the SDK's logs.
+        with pytest.raises(RubrickitError) as stopped:
+            score_files(RUBRIC, REPO / "examples" / "support-tickets.jsonl", judge="openai:judge-model",
+                        base_url=f"{server.url}?api_key={secret}&sig={secret}", out=tmp_path / "out" / "scores.jsonl",
+                        cache_dir=tmp_path / "cache", trace_path=tmp_path / "out" / "trace.jsonl")
+        assert any(secret in r.path for r in server.requests)  # it did reach the server, and only there
+    assert "404" in str(stopped.value) and secret not in str(stopped.value)
+    assert any(p.suffix == ".sqlite3" for p in tmp_path.rglob("*"))
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        assert secret.encode() not in path.read_bytes(), path
+    assert secret not in caplog.text

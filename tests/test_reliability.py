@@ -386,3 +386,24 @@ def test_resume_asks_again_after_unreadable_replies_instead_of_reading_them_from
         assert code == 0, output
         assert len(server.chat_bodies) > calls  # the unreadable replies were not cached
     assert all(r["errors"] == 0 for r in records(files["out"]))
+
+
+def test_an_answer_read_only_after_a_reask_is_not_asked_again_on_resume(files: dict[str, Path]) -> None:
+    phase = {"first": True}
+
+    def reply(body: dict) -> object:
+        text, reask = json.dumps(body), len(body["messages"]) > 2
+        if "Answer 4" in text and "polite" in text and not reask:
+            return "Hmm."  # readable only when re-asked
+        if phase["first"] and "Answer 4" in text and "accurate" in text:
+            return "No idea."  # unreadable in the first run: the item ends with an error verdict
+        return default_reply(body)
+
+    with OAIServer(reply) as server:
+        assert run(*score_args(files, server.url))[0] == 3
+        phase["first"] = False
+        before = len(server.chat_bodies)
+        code, output = run(*score_args(files, server.url, "--resume"))
+        asked = [json.dumps(body) for body in server.chat_bodies[before:]]
+    assert code == 0, output
+    assert asked and not any("polite" in body for body in asked)  # read from the cache, under the first request

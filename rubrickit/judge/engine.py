@@ -306,7 +306,8 @@ class Judge(ChoiceScoring):
         if self.options.mode == "logprob" and not self.builder.probabilities:
             raise JudgeModeError(
                 f"judge {self.spec!r} returns no token probabilities, which logprob mode needs; use a backend with "
-                "logprobs (openai: with a model that returns them, vllm:, hf:, embedded) or --mode per_criterion")
+                "logprobs (openai: with a model that returns them, vllm:, hf:, embedded) or --mode per_criterion "
+                "(--judge-mode per_criterion in generate, refine and weight)")
 
     # ------------------------------------------------------------------ one call
 
@@ -437,12 +438,18 @@ class Judge(ChoiceScoring):
                 return failure
             self._record(context, request, completion, source)
             try:
-                return read_reply(call, completion)
+                answer = read_reply(call, completion)
             except ParseError as error:
                 reason, raw = error.reason, completion.text
                 if self._cache is not None:
                     # An unreadable reply is no answer: a later run (--resume) asks again instead of reading it back.
                     self._cache.delete(self.cache_key(request, call.salt))
+            else:
+                if attempt and self._cache is not None and source == "backend":
+                    # Readable only after a re-ask: keep it under the first request too, so a later run (a resumed
+                    # item) reads this answer instead of asking the first question again.
+                    self._cache.put(self.cache_key(call.request, call.salt), completion, spec=self.spec)
+                return answer
             if attempt < self.options.reasks:
                 # The conversation grows (each re-ask follows the last reply), so every re-ask is a new request
                 # rather than a cache hit of the previous one.
