@@ -10,8 +10,8 @@ cost no GIL convoy, so the server is never the bottleneck of a benchmark. Everyt
 - **latency**: fixed seconds or a function of the request JSON (``asyncio.sleep``, so 200 concurrent requests with
   100 ms latency all finish in about 100 ms);
 - **faults**: 429 with ``Retry-After`` / ``retry-after-ms``, 500/503, time-outs (the server answers later than the
-  client waits), dropped connections (closed without a response), malformed bodies (200 that is not JSON, or JSON
-  without ``choices``), any other HTTP error (401, 404, …);
+  client waits), dropped connections (closed without a response) and reset ones (TCP RST), malformed bodies (200
+  that is not JSON, or JSON without ``choices``), any other HTTP error (401, 404, …);
 - **realism**: ``max_tokens``/``max_completion_tokens`` truncate the reply (``finish_reason: "length"``);
   ``logprobs``/``top_logprobs`` are computed from the scripted text; ``usage.prompt_tokens_details.cached_tokens``
   comes from an emulated prefix cache (64-character blocks, like vLLM's automatic prefix caching); vLLM's
@@ -38,6 +38,8 @@ import json
 import math
 import random
 import re
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -50,6 +52,7 @@ __all__ = ["Fault", "OAIServer", "RecordedRequest", "Reply", "default_reply", "t
 
 _TOKEN = re.compile(r"\s*\w+|\s*[^\s\w]|\s+\Z")
 _CACHE_BLOCK = 64  # characters per emulated prefix-cache block
+_RESET = b"<reset>"  # what _respond returns for a reset fault (compared by identity)
 
 
 def tokenize(text: str) -> list[str]:
@@ -83,7 +86,7 @@ class Fault:
     """One scripted failure. Build it with the class methods."""
 
     kind: str
-    """``status`` (an HTTP error), ``timeout``, ``drop``, ``malformed`` or ``no_choices``."""
+    """``status`` (an HTTP error), ``timeout``, ``drop``, ``reset``, ``malformed`` or ``no_choices``."""
     status: int = 500
     """HTTP status of a ``status`` fault."""
     message: str = "scripted fault"
@@ -130,6 +133,11 @@ class Fault:
     def drop(cls) -> Fault:
         """Read the request, then close the connection without any response."""
         return cls("drop")
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """Read the request, then reset the connection (TCP RST: the client sees "connection reset by peer")."""
+        return cls("reset")
 
     @classmethod
     def malformed(cls, body: str = "<html><body>502 Bad Gateway</body></html>",
@@ -339,6 +347,12 @@ class OAIServer:
                 response = await self._dispatch(method, path, headers, raw)
                 if response is None:  # a dropped connection: close without a byte of response
                     return
+                if response is _RESET:  # linger 0 makes the close send RST instead of FIN
+                    sock = writer.get_extra_info("socket")
+                    if sock is not None:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 writer.write(response)
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
@@ -487,6 +501,8 @@ class OAIServer:
                           headers=answer.headers)
         if answer.kind == "drop":
             return None
+        if answer.kind == "reset":
+            return _RESET
         if answer.kind == "malformed":
             return _http(200, (answer.body or "").encode(), answer.headers)
         if answer.kind == "no_choices":
