@@ -36,8 +36,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ._io import atomic_write_text, iter_jsonl_lines
-from .errors import OutputExistsError, RubricError, format_location
+from ._io import atomic_write_text, iter_jsonl_lines, loads_json, no_rows, refuse_existing
+from .errors import RubricError, format_location
 from .rubric import Criterion, Rubric, ScoreRecord, Verdict, VerdictRow
 
 __all__ = [
@@ -332,11 +332,11 @@ def _row_problems(exc: ValidationError, path: str | Path, number: int) -> list[s
 
 
 def _numbered_rows(path: str | Path) -> Iterator[tuple[int, VerdictRow]]:
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise RubricError.at(path, None, None, "no such file; give the JSONL file of verdict rows")
     for number, text in iter_jsonl_lines(path):
         try:
-            data = json.loads(text)
+            data = loads_json(text)
         except json.JSONDecodeError as exc:
             message = f"invalid JSON: {exc.msg} at column {exc.colno}"
             raise RubricError.at(path, number, None, message) from None
@@ -403,16 +403,18 @@ def aggregate_file(
     out: str | Path | None = None,
     *,
     overwrite: bool = False,
+    allow_empty: bool = False,
 ) -> list[ScoreRecord]:
     """``rubrickit aggregate``: recompute score records from a rubric (or rubric set) and a verdict-row file.
 
     Rows naming an unknown rubric or criterion are reported with ``file:line``. With ``out``, the records are
-    written there as JSONL (atomically; an existing file only with ``overwrite``).
+    written there as JSONL (atomically; an existing file only with ``overwrite``). A verdict file with no rows is
+    an error unless ``allow_empty`` (then a warning, ``[]``, and nothing written).
     """
     from .rubric_io import load_rubrics, model_to_jsonl
 
-    if out is not None and not overwrite and Path(out).exists():
-        raise OutputExistsError(f"{out}: already exists; pass --force (overwrite=True) to replace it.")
+    if out is not None:
+        refuse_existing(out, overwrite=overwrite)
     index = _rubric_index(load_rubrics(rubric_path))
     criterion_ids = {rid: {c.id for c in rubric.criteria} | {HOLISTIC_ID} for rid, rubric in index.items()}
     rows: list[VerdictRow] = []
@@ -427,6 +429,9 @@ def aggregate_file(
                 f"(it has: {', '.join(c.id for c in rubric.criteria)})",
             ))
         rows.append(row)
+    if not rows:
+        no_rows(verdicts_path, allow_empty=allow_empty)
+        return []
     records = list(aggregate_rows(index.values(), rows))
     if out is not None:
         atomic_write_text(out, model_to_jsonl(records), overwrite=overwrite)

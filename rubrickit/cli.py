@@ -7,6 +7,7 @@ with ``--debug``, and never with locals, which may hold keys).
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -48,6 +49,8 @@ def handled(func: F) -> F:
     """Turn rubrickit errors into one ``error:`` line and the error's exit status (1 unless it says otherwise;
     ``--debug`` shows the traceback); Ctrl-C into a line saying how to resume, exit status 130."""
 
+    resumable = "resume" in inspect.signature(func).parameters
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -60,8 +63,12 @@ def handled(func: F) -> F:
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise
-            render.error("interrupted: every record finished so far is in the output file; rerun the same command "
-                         "with --resume to continue")
+            if resumable:
+                render.error("interrupted: every record finished so far is in the output file; rerun the same "
+                             "command with --resume to continue")
+            else:
+                render.error("interrupted before the command finished; run it again (answers already received are "
+                             "in the judge cache and are not asked again)")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -144,12 +151,13 @@ def schema(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Write the JSON Schema of rubric files (editors use it to validate and autocomplete)."""
     if out is None:
         sys.stdout.write(json.dumps(rubric_json_schema(), indent=2, ensure_ascii=False) + "\n")
     else:
-        write_schema(out)
+        write_schema(out, overwrite=force)
         render.note(f"wrote {out}")
 
 
@@ -171,6 +179,11 @@ def convert(
     render.conversion(report, out)
 
 
+AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", help="An input file with no rows is a warning and "
+                                             "nothing is done (exit 0), not an error.")]
+MapOpt = Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN: read FIELD from COLUMN (repeat).")]
+
+
 @app.command()
 @handled
 def aggregate(
@@ -180,9 +193,13 @@ def aggregate(
     verdicts: Annotated[Path, typer.Option("--verdicts", "-v", help="Verdict rows (JSONL, may be gzipped).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Score records (JSONL); '-' for standard output.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Recompute rewards from stored verdicts, without a judge."""
-    records = aggregate_file(rubric, verdicts, None if str(out) == "-" else out, overwrite=force)
+    records = aggregate_file(rubric, verdicts, None if str(out) == "-" else out, overwrite=force,
+                             allow_empty=allow_empty)
+    if not records:
+        return  # an empty verdicts file with --allow-empty: warned, nothing written
     if str(out) == "-":
         for record in records:
             sys.stdout.write(record.model_dump_json() + "\n")
@@ -256,11 +273,15 @@ def score(
     no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
     repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
     max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
+    map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
 ) -> None:
     """Score responses criterion by criterion; one score record per line as items finish."""
     result = score_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                         dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
-                                                           timeout, max_retries, max_outage))
+                         dry_run=dry_run, mapping=parse_mapping(map), allow_empty=allow_empty,
+                         **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
+                                          timeout, max_retries, max_outage))
+    if result.empty_input:
+        return  # --allow-empty and no rows: warned, nothing judged or written
     render.run_result(result, kind="score")
     result.raise_for_errors(max_error_rate)
 
@@ -279,11 +300,15 @@ def compare(
     no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
     repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
     max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
+    map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
 ) -> None:
     """Compare response pairs: per-criterion A-vs-B in both orders (margin), or a direct judgment."""
     result = compare_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                           dry_run=dry_run, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
-                                                             timeout, max_retries, max_outage))
+                           dry_run=dry_run, mapping=parse_mapping(map), allow_empty=allow_empty,
+                           **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
+                                            timeout, max_retries, max_outage))
+    if result.empty_input:
+        return  # --allow-empty and no rows: warned, nothing judged or written
     render.run_result(result, kind="compare")
     result.raise_for_errors(max_error_rate)
 

@@ -9,6 +9,7 @@ import typer
 
 from . import _render_eval as render
 from .cli import (
+    AllowEmptyOpt,
     BaseUrlOpt,
     CacheDirOpt,
     ConcurrencyOpt,
@@ -54,6 +55,7 @@ def eval_command(
     force: ForceOpt = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the order probe.")] = 0,
     timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Evaluate a judge against gold pair labels: accuracy, consistency, κ, intervals, calibration, probes."""
     from . import evaluate
@@ -63,7 +65,9 @@ def eval_command(
                       swap=swap, probes=_split(probes), probe_limit=probe_limit, mapping=parse_mapping(mapping),
                       out=out, records=records, report=report, force=force, seed=seed, mode=mode,
                       concurrency=concurrency, cache_dir=cache_dir, use_cache=False if no_cache else None,
-                      timeout=timeout, max_retries=max_retries, max_outage=max_outage)
+                      timeout=timeout, max_retries=max_retries, max_outage=max_outage, allow_empty=allow_empty)
+    if not result.runs:
+        return  # --allow-empty and no pairs: warned, nothing judged or written
     summary = result.metrics.get("configs") or {result.runs[0].config: result.metrics}
     render.eval_summary(summary, {"metrics": out, "records": records, "report": report})
 
@@ -74,11 +78,12 @@ def report_command(
     records: Annotated[Path, typer.Argument(help="Records JSONL written by rubrickit eval --records.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    force: ForceOpt = False,
 ) -> None:
     """Write a self-contained HTML report (inline SVG plots, no network assets) from an eval records file."""
     from .eval import read_records, summarize, write_report
 
     lines = read_records(records)
     summary = summarize(lines, seed=seed)
-    write_report(lines, output, summary=summary)
+    write_report(lines, output, summary=summary, overwrite=force)
     render.report_written(output, len(summary))

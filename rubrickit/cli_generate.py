@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from . import _render as render
-from .cli import handled, parse_mapping
+from .cli import AllowEmptyOpt, handled, parse_mapping
 from .generate import METHODS, generate
 
 generate_app = typer.Typer(name="generate", help="Generate rubrics from preference data or references (DESIGN §7).",
@@ -49,6 +49,8 @@ def _run(method: str, common: dict[str, Any], **options: Any) -> None:
     common["mapping"] = parse_mapping(common.pop("map"))
     data, out = common.pop("data"), common.pop("out")
     result = generate(method, data, out=out, **common, **options)
+    if result.extra.get("empty_input"):
+        return  # --allow-empty and no rows: warned, nothing generated or written
     render.generation(result, out, extra_outputs=[str(p) for p in [options.get("per_pair_out")] if p])
 
 
@@ -74,7 +76,7 @@ def contrastive(
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
     cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False,
+    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
     max_tries: Annotated[int, typer.Option("--max-tries", help="Rejection-sampling bound per prompt.")] = 3,
     keep_inconsistent: Annotated[bool, typer.Option("--keep-inconsistent", help="Keep the last attempt of a prompt "
                                                     "that never recovered its labels (marked in provenance).")] = False,
@@ -86,6 +88,7 @@ def contrastive(
     """OpenRubrics contrastive rubric generation (hard rules + principles, label-consistency filter)."""
     _run("contrastive", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
                                 map, limit, cache_dir, concurrency, temperature, max_tokens, force),
+         allow_empty=allow_empty,
          max_tries=max_tries, keep_inconsistent=keep_inconsistent, diagnose=diagnose, min_accuracy=min_accuracy)
 
 
@@ -97,6 +100,7 @@ def per(
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
     cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, embedding_model: EmbeddingOpt = None,
+    allow_empty: AllowEmptyOpt = False,
     max_criteria: Annotated[int, typer.Option("--max-criteria", help="N: criteria proposed per pair.")] = 5,
     max_rounds: Annotated[int, typer.Option("--max-rounds", help="Evaluate-revise rounds per pair.")] = 5,
     epsilon: Annotated[float, typer.Option("--epsilon", help="Coding-rate distortion ε.")] = 0.3,
@@ -112,6 +116,7 @@ def per(
     """Auto-Rubric: propose-evaluate-revise per pair, coding-rate core set, Theme-Tips."""
     _run("per", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
                         map, limit, cache_dir, concurrency, temperature, max_tokens, force),
+         allow_empty=allow_empty,
          embedding_model=embedding_model, max_criteria=max_criteria, max_rounds=max_rounds, epsilon=epsilon,
          min_gain=min_gain, batch_size=batch_size, max_core=max_core, themes=themes, tips=tips,
          per_pair_out=per_pair_out)
@@ -125,6 +130,7 @@ def decompose(
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
     cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, embedding_model: EmbeddingOpt = None,
+    allow_empty: AllowEmptyOpt = False,
     n: Annotated[int, typer.Option("--n", help="Decompose a rubric satisfied by more than n responses.")] = 2,
     max_depth: Annotated[int, typer.Option("--max-depth", help="Maximum decomposition depth.")] = 3,
     max_rejections: Annotated[int, typer.Option("--max-rejections", help="Stop after this many rejections.")] = 15,
@@ -138,6 +144,7 @@ def decompose(
     """RRD: recursive decomposition, misalignment/redundancy rejection, whitened-uniform weights."""
     _run("decompose", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
                               map, limit, cache_dir, concurrency, temperature, max_tokens, force),
+         allow_empty=allow_empty,
          embedding_model=embedding_model, n=n, max_depth=max_depth, max_rejections=max_rejections, overlap=overlap,
          policy=policy or [], samples=samples, ridge=ridge)
 
@@ -149,7 +156,7 @@ def reference(
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
     cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False,
+    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
     min_items: Annotated[int, typer.Option("--min-items", help="Fewest items per rubric.")] = 7,
     max_items: Annotated[int, typer.Option("--max-items", help="Most items per rubric.")] = 20,
     max_tries: Annotated[int, typer.Option("--max-tries", help="Samples per prompt before skipping it.")] = 3,
@@ -157,6 +164,7 @@ def reference(
     """Rubrics as Rewards: reference-guided checklists with categories, weights and explicit pitfalls."""
     _run("reference", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
                               map, limit, cache_dir, concurrency, temperature, max_tokens, force),
+         allow_empty=allow_empty,
          min_items=min_items, max_items=max_items, max_tries=max_tries)
 
 
@@ -167,7 +175,7 @@ def tail(
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
     cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False,
+    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
     rubric: Annotated[Path | None, typer.Option("--rubric", "-r", help="Starting rubric or rubric set (default: "
                                                 "proposed from each prompt).")] = None,
     rounds: Annotated[int, typer.Option("--rounds", help="Refinement rounds.")] = 3,
@@ -175,4 +183,5 @@ def tail(
     """Chasing the Tail: rewrite the rubric until it separates the top two strong responses."""
     _run("tail", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
                          map, limit, cache_dir, concurrency, temperature, max_tokens, force),
+         allow_empty=allow_empty,
          rubric=rubric, rounds=rounds)

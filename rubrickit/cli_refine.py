@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import _render_refine as render
-from .cli import app, handled
+from .cli import AllowEmptyOpt, app, handled
 from .refine import WEIGHT_METHODS, refine_file, weight_file
 
 InArg = Annotated[Path, typer.Argument(help="A rubric (YAML) or a rubric set (JSONL), refined per rubric.")]
@@ -50,6 +50,7 @@ def refine(
     structure: Annotated[str | None, typer.Option("--structure", help="themes: Theme-Tips structuring.")] = None,
     judge: JudgeOpt = None, judge_base_url: JudgeUrlOpt = None, judge_mode: JudgeModeOpt = None,
     verdicts: VerdictsOpt = None, cache_dir: CacheOpt = None, dry_run: DryOpt = False, force: ForceOpt = False,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Filter, select and structure criteria; every step says what it removed and why."""
     result = refine_file(
@@ -57,7 +58,9 @@ def refine(
         nondiscriminative=filter_nondiscriminative, verdicts=verdicts, judge=judge, judge_base_url=judge_base_url,
         judge_mode=judge_mode, llm_overlap=llm_overlap, cache_dir=cache_dir, dedup=dedup,
         dedup_threshold=dedup_threshold, embedding_model=embedding_model, min_edge=min_edge, select=select,
-        max_criteria=max_criteria, epsilon=epsilon, min_gain=min_gain, structure=structure)
+        max_criteria=max_criteria, epsilon=epsilon, min_gain=min_gain, structure=structure, allow_empty=allow_empty)
+    if result.empty_input:
+        return  # --allow-empty and an empty input: warned, nothing done or written
     render.refinement(result, dry_run=dry_run)
 
 
@@ -78,10 +81,13 @@ def weight(
     folds: Annotated[int, typer.Option("--folds", help="Learned: k of the held-out accuracy.")] = 5,
     judge: JudgeOpt = None, judge_base_url: JudgeUrlOpt = None, judge_mode: JudgeModeOpt = None,
     cache_dir: CacheOpt = None, dry_run: DryOpt = False, force: ForceOpt = False,
+    allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Set criterion weights: uniform, category map, whitened (from verdicts) or learned (from labelled pairs)."""
     extra = {"ridge": ridge} if method == "whitened" else {"l2": l2, "folds": folds} if method == "learned" else {}
     result = weight_file(source, out, method=method, force=force, dry_run=dry_run, verdicts=verdicts, pairs=pairs,
                          responses=responses, map_name=map_name, judge=judge, judge_base_url=judge_base_url,
-                         judge_mode=judge_mode, cache_dir=cache_dir, **extra)
+                         judge_mode=judge_mode, cache_dir=cache_dir, allow_empty=allow_empty, **extra)
+    if result.empty_input:
+        return  # --allow-empty and an empty input: warned, nothing done or written
     render.refinement(result, dry_run=dry_run, command="weight")

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text, iter_jsonl_lines
+from ._io import atomic_write_text, iter_jsonl_lines, loads_json
 from .errors import ConversionError, OutputExistsError, RubricError
 from .formats import (
     format_openrubrics,
@@ -128,7 +127,7 @@ class ConversionReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as plain data (for ``--json`` output and logs)."""
+        """The report as plain data (for JSON output and logs)."""
         return asdict(self)
 
 
@@ -191,7 +190,7 @@ def _first_record(path: Path) -> Any:
     if suffix_of(path) == ".jsonl":
         for number, line in iter_jsonl_lines(path):
             try:
-                return json.loads(line)
+                return loads_json(line)
             except ValueError as exc:
                 raise ConversionError(
                     f"{path}:{number}: not JSON ({exc}); pass --from to say the format"
@@ -209,7 +208,7 @@ def detect_format(path: str | Path) -> str:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
+        raise ConversionError(f"{path}: {'is a directory (folder), not a file' if path.is_dir() else 'no such file'}")
     suffix = suffix_of(path)
     if suffix in _YAML_SUFFIXES:
         return "rubrickit"
@@ -220,7 +219,7 @@ def detect_format(path: str | Path) -> str:
     else:
         text = read_text(path)
         try:
-            data = json.loads(text)
+            data = loads_json(text)
         except ValueError:
             if mentions_tag(text):
                 return "openrubrics"
@@ -275,7 +274,7 @@ def _file_digest(path: Path) -> str:
 
 def _read(path: Path, fmt: str, lossy: Counter[str]) -> list[Rubric]:
     if not path.is_file():
-        raise ConversionError(f"{path}: no such file")
+        raise ConversionError(f"{path}: {'is a directory (folder), not a file' if path.is_dir() else 'no such file'}")
     if fmt == "rubrickit":
         return load_rubrics(path)
     rubrics = _READERS[fmt](path, lossy)

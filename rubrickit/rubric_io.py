@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ._io import atomic_write_text, iter_jsonl_lines, open_text
-from .errors import RubricError, format_location
+from ._io import MAX_DEPTH, atomic_write_text, iter_jsonl_lines, loads_json, read_text
+from .errors import RubricError, RubrickitError, format_location
 from .rubric import Rubric
 
 __all__ = [
@@ -67,7 +67,30 @@ class _Located:
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML loading where dates stay strings (``created: 2026-11-22`` is text, not a ``date`` object)."""
+    """Safe YAML loading where dates stay strings (``created: 2026-11-22`` is text, not a ``date`` object).
+
+    Aliases (``*name``) are refused: a few hundred bytes of nested aliases ("billion laughs") expand into billions
+    of nodes in every walk over the data. Nesting deeper than :data:`~rubrickit._io.MAX_DEPTH` is refused too
+    (the composer recurses once per level).
+    """
+
+    file: Path_ | None = None
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark is not None else None
+        if isinstance(event, yaml.AliasEvent):
+            raise RubricError.at(self.file, line, None, f"YAML alias *{event.anchor} is not allowed in rubric files "
+                                 "(aliases can expand a small file into gigabytes); write the value out in full")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise RubricError.at(self.file, line, None, f"nested more than {MAX_DEPTH} levels deep; a rubric "
+                                     "needs only a few")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -78,7 +101,13 @@ _Loader.yaml_implicit_resolvers = {
 
 def _yaml_located(text: str, file: Path_ | None) -> _Located:
     """Parse YAML keeping lines; duplicate keys are errors (PyYAML would silently keep the last one)."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character, checked before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise RubricError.at(file, line, None, f"the character {char!r} is not allowed in YAML; remove it") from None
+    loader.file = file
     try:
         node = loader.get_single_node()
         if node is None:
@@ -88,7 +117,13 @@ def _yaml_located(text: str, file: Path_ | None) -> _Located:
         _walk_node(node, (), lines, problems, file)
         if problems:
             raise RubricError(problems)
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as exc:
+            # PyYAML's constructors fail this way on values they cannot convert: an integer of more than 4,300
+            # digits, an empty ``!!int``, an impossible ``!!timestamp``.
+            raise RubricError.at(file, None, None, f"a value cannot be read ({type(exc).__name__}: "
+                                 f"{str(exc).split(';')[0]}); check explicit !!tags and very long numbers") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -120,7 +155,7 @@ def _walk_node(node: yaml.Node, path: tuple[Any, ...], lines: dict, problems: li
             seen[key] = line
             # Scale levels are integer keys: record both spellings so pydantic's int key finds its line.
             lines[path + (key,)] = line
-            if isinstance(key, str) and key.lstrip("-").isdigit():
+            if isinstance(key, str) and key.lstrip("-").isascii() and key.lstrip("-").isdigit() and len(key) < 20:
                 lines[path + (int(key),)] = line
             _walk_node(value_node, path + (key,), lines, problems, file)
     elif isinstance(node, yaml.SequenceNode):
@@ -305,14 +340,7 @@ def load_rubric(path: Path_) -> Rubric:
     path = Path(path)
     if is_rubric_set_path(path):
         raise RubricError.at(path, None, None, "this is a rubric set (JSONL); use load_rubric_set or load_rubrics")
-    try:
-        with open_text(path) as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise RubricError.at(path, None, None, "no such file") from None
-    except UnicodeDecodeError as exc:
-        raise RubricError.at(path, None, None, f"not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
-    return parse_rubric(text, path)
+    return parse_rubric(read_text(path), path)
 
 
 class RubricSet:
@@ -357,7 +385,11 @@ def is_rubric_set_path(path: Path_) -> bool:
 
 
 def load_rubric_set(path: Path_) -> RubricSet:
-    """Load a JSONL rubric set (optionally gzipped); every problem names its line."""
+    """Load a JSONL rubric set (optionally gzipped); every problem names its line.
+
+    Lines longer than :data:`~rubrickit._io.MAX_LINE_BYTES` and nesting deeper than
+    :data:`~rubrickit._io.MAX_DEPTH` are refused (the set itself may be any size: it is read line by line).
+    """
     path = Path(path)
     problems: list[str] = []
     rubrics = RubricSet()
@@ -388,7 +420,7 @@ def load_rubric_set(path: Path_) -> RubricSet:
 
 def _parse_set_line(text: str, path: Path, number: int, problems: list[str]) -> Rubric | None:
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except json.JSONDecodeError as exc:
         problems.append(format_location(path, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}"))
         return None
@@ -506,13 +538,14 @@ def rubric_json_schema() -> dict[str, Any]:
     return schema
 
 
-def write_schema(path: Path_, *, only_if_changed: bool = False) -> Path:
-    """Write the rubric JSON Schema to ``path`` (atomic; with ``only_if_changed`` an identical file is kept)."""
+def write_schema(path: Path_, *, only_if_changed: bool = False, overwrite: bool = True) -> Path:
+    """Write the rubric JSON Schema to ``path`` (atomic; with ``only_if_changed`` an identical file is kept; an
+    existing file is replaced only with ``overwrite``)."""
     path = Path(path)
     text = json.dumps(rubric_json_schema(), indent=2, ensure_ascii=False) + "\n"
-    if only_if_changed and path.exists() and path.read_text(encoding="utf-8") == text:
+    if only_if_changed and path.is_file() and path.read_bytes() == text.encode("utf-8"):
         return path
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, text, overwrite=overwrite)
 
 
 def model_to_jsonl(models: Iterable[BaseModel]) -> str:
@@ -529,12 +562,11 @@ def criterion_lines(path: Path_) -> dict[tuple[str, str], int]:
     out: dict[tuple[str, str], int] = {}
     if is_rubric_set_path(path):
         for number, text in iter_jsonl_lines(path):
-            data = json.loads(text)
+            data = loads_json(text)
             for criterion in data.get("criteria", []):
                 out[(data.get("id"), criterion.get("id"))] = number
         return out
-    with open_text(path) as fh:
-        located = _yaml_located(fh.read(), path)
+    located = _yaml_located(read_text(path), path)
     data = located.data
     for index, criterion in enumerate(data.get("criteria", [])):
         line = located.line_of(("criteria", index))
@@ -584,8 +616,9 @@ def validate_paths(paths: Iterable[Path_]) -> list[FileReport]:
     for path in iter_rubric_files(paths):
         try:
             rubrics = load_rubrics(path)
-        except RubricError as exc:
-            reports.append(FileReport(path=str(path), problems=exc.problems))
+        except RubrickitError as exc:  # a bad file is reported and the next one checked
+            problems = exc.problems if isinstance(exc, RubricError) else [f"{path}: {exc}"]
+            reports.append(FileReport(path=str(path), problems=problems))
             continue
         reports.append(FileReport(path=str(path), rubrics=len(rubrics), criteria=sum(len(r.criteria) for r in rubrics)))
     return reports

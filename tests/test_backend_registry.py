@@ -190,7 +190,7 @@ def test_typo_gets_did_you_mean_and_the_list() -> None:
 def test_provider_name_points_to_litellm() -> None:
     with pytest.raises(UnknownBackendError, match=r"Try 'litellm:anthropic/MODEL'"):
         get_backend("anthropic:claude-sonnet-4-5")
-    with pytest.raises(UnknownBackendError, match=r"--base-url http://127.0.0.1:11434/v1"):
+    with pytest.raises(UnknownBackendError, match=r"base URL 'http://127.0.0.1:11434/v1'.* in --base-url "):
         get_backend("ollama:llama3.2")
 
 

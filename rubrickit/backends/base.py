@@ -21,6 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BackendCallError
 
+BASE_URL_OPTIONS = ("--base-url (in generate, --generator-base-url and --judge-base-url; in refine and weight, "
+                    "--judge-base-url)")
+"""How each command takes a server's base URL, for messages that advise one (the backend does not know the
+command)."""
+
 __all__ = [
     "Backend",
     "BatchBackend",

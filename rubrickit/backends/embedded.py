@@ -55,7 +55,9 @@ NOTICE = (
     "runs offline for plumbing and smoke tests; its verdicts are NOT accurate.\n"
     "  Name a real judge with --judge, e.g. --judge openai:gpt-4.1-mini, --judge litellm:anthropic/claude-sonnet-4-5,"
     " --judge hf:/path/to/model,\n"
-    "  or a vLLM server: --judge openai:MODEL --base-url http://host:8000/v1"
+    "  or a vLLM server: --judge openai:MODEL --base-url http://host:8000/v1\n"
+    "  (generate names its model with --generator and --judge, and the server with --generator-base-url and"
+    " --judge-base-url; refine and weight with --judge and --judge-base-url)"
 )
 """What the embedded judge prints once per process."""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BackendSpecError, MissingDependencyError, UnknownBackendError
-from .base import Backend
+from .base import BASE_URL_OPTIONS, Backend
 
 __all__ = ["available_backends", "get_backend", "parse_spec", "register_backend", "unregister_backend"]
 
@@ -55,10 +55,10 @@ _PROVIDER_HINTS = {
     "groq": "litellm:groq/MODEL", "together": "litellm:together_ai/MODEL", "together_ai": "litellm:together_ai/MODEL",
     "cohere": "litellm:cohere/MODEL", "deepseek": "litellm:deepseek/MODEL", "xai": "litellm:xai/MODEL",
     "openrouter": "litellm:openrouter/MODEL", "fireworks": "litellm:fireworks_ai/MODEL",
-    "ollama": "openai:MODEL --base-url http://127.0.0.1:11434/v1 (or litellm:ollama/MODEL)",
-    "llamacpp": "openai:MODEL --base-url http://127.0.0.1:8080/v1",
-    "llama.cpp": "openai:MODEL --base-url http://127.0.0.1:8080/v1",
-    "tgi": "openai:MODEL --base-url http://127.0.0.1:8080/v1",
+    "ollama": "openai:MODEL' with the base URL 'http://127.0.0.1:11434/v1', or 'litellm:ollama/MODEL",
+    "llamacpp": "openai:MODEL' with the base URL 'http://127.0.0.1:8080/v1",
+    "llama.cpp": "openai:MODEL' with the base URL 'http://127.0.0.1:8080/v1",
+    "tgi": "openai:MODEL' with the base URL 'http://127.0.0.1:8080/v1",
     "transformers": "hf:MODEL", "huggingface": "hf:MODEL",
 }
 
@@ -199,8 +199,8 @@ def _load(name: str, target: str, *, extra: str | None) -> Callable[..., Backend
 
 
 def _no_base_url(name: str) -> str:
-    return (f"the '{name}:' backend takes no base URL (it runs the model itself); --base-url is for servers, "
-            "through openai: and litellm:")
+    return (f"the '{name}:' backend takes no base URL (it runs the model itself); a base URL ({BASE_URL_OPTIONS}) "
+            "is for servers, through openai: and litellm:")
 
 
 def _accepts(factory: Callable[..., Any], parameter: str = "base_url") -> bool:
@@ -218,6 +218,8 @@ def _unknown_message(name: str, spec: str) -> str:
     hint = _PROVIDER_HINTS.get(name)
     if hint:  # a provider or server name beats a spelling neighbour ("ollama" is not a typo of "vllm")
         message += f" Try '{hint}'."
+        if "base URL" in hint:
+            message += f" The base URL goes in {BASE_URL_OPTIONS}."
     elif close:
         message += f" Did you mean '{close[0]}'?"
     message += (f" Available: {', '.join(known)}. Other packages add backends through the '{ENTRY_POINT_GROUP}' "

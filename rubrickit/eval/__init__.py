@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, iter_jsonl_lines, loads_json
 from ..errors import OutputExistsError, RubrickitError
 from ..judge.data import PairItem, load_pairs
 from .metrics import TIE_POLICY, pair_metrics
@@ -60,13 +60,15 @@ def _hash_order(pair_id: str) -> str:
 
 
 def load_eval_pairs(paths: Sequence[str | Path], *, mapping: Mapping[str, str] | None = None,
-                    limit: int | None = None) -> tuple[list[PairItem], dict[str, str]]:
+                    limit: int | None = None, allow_empty: bool = False) -> tuple[list[PairItem], dict[str, str]]:
     """The pairs of every file (``limit`` per file: the ``limit`` pairs with the smallest sha256 of their id, a
-    deterministic sample across subsets) and pair id → dataset name (the file name without its extensions)."""
+    deterministic sample across subsets) and pair id → dataset name (the file name without its extensions).
+
+    A file with no rows is an error unless ``allow_empty`` (then a warning; all files empty gives no pairs)."""
     pairs: list[PairItem] = []
     datasets: dict[str, str] = {}
     for path in paths:
-        found = load_pairs(path, mapping=mapping)
+        found = load_pairs(path, mapping=mapping, allow_empty=allow_empty)
         if limit is not None:
             found = sorted(found, key=lambda p: _hash_order(p.id))[:limit]
         name = Path(path).name.split(".")[0]
@@ -75,7 +77,7 @@ def load_eval_pairs(paths: Sequence[str | Path], *, mapping: Mapping[str, str] |
                 pair = pair.model_copy(update={"id": f"{name}/{pair.id}"})
             datasets[pair.id] = name
             pairs.append(pair)
-    if not pairs:
+    if not pairs and not allow_empty:
         raise RubrickitError("no pairs to evaluate; check --data (and --map FIELD=COLUMN for other column names)")
     return pairs, datasets
 
@@ -98,15 +100,18 @@ def metrics_document(runs_metrics: Mapping[str, Mapping[str, Any]]) -> dict[str,
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """The lines of a records file written by ``rubrickit eval --records``."""
     lines = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise RubrickitError(f"{path}:{number}: not JSON ({error.msg}); is this a records file written by "
-                                     "rubrickit eval --records?") from None
+    if not Path(path).exists():
+        raise RubrickitError(f"{path}: no such file; give a records file written by rubrickit eval --records")
+    for number, line in iter_jsonl_lines(path):
+        try:
+            value = loads_json(line)
+        except json.JSONDecodeError as error:
+            raise RubrickitError(f"{path}:{number}: not JSON ({error.msg}); is this a records file written by "
+                                 "rubrickit eval --records?") from None
+        if not isinstance(value, dict):
+            raise RubrickitError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}; is this a "
+                                 "records file written by rubrickit eval --records?")
+        lines.append(value)
     if not any(r.get("type") == "pair" for r in lines):
         raise RubrickitError(f"{path}: holds no pair records; write one with rubrickit eval --records R.jsonl")
     return lines
@@ -124,12 +129,13 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
              mapping: Mapping[str, str] | None = None, out: str | Path | None = None,
              records: str | Path | None = None, report: str | Path | None = None, force: bool = False,
              seed: int = 0, resamples: int = 1000, generate_options: Mapping[str, Any] | None = None,
-             **judge_options: Any) -> EvalResult:
+             allow_empty: bool = False, **judge_options: Any) -> EvalResult:
     """Evaluate a judge on pair files under each rubric configuration and write the outputs asked for.
 
     ``rubrics``: ``none``, a rubric/rubric-set path, or ``generate:METHOD`` (label-free methods only), each run
     side by side on the same pairs with one judge. ``judge_options`` go to :class:`~rubrickit.judge.engine.Judge`
-    (``mode``, ``concurrency``, ``cache_dir``, …; ``None`` values are ignored).
+    (``mode``, ``concurrency``, ``cache_dir``, …; ``None`` values are ignored). A data file with no rows is an
+    error unless ``allow_empty``; when there are no pairs at all nothing is judged or written (``runs`` is empty).
     """
     from ..judge.engine import Judge
 
@@ -137,7 +143,9 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
         parse_rubric_spec(spec)  # refuse label-using methods and missing files before any call
     outputs = [Path(p) if p is not None else None for p in (out, records, report)]
     _check_outputs(outputs, force)
-    pairs, datasets = load_eval_pairs(data, mapping=mapping, limit=limit)
+    pairs, datasets = load_eval_pairs(data, mapping=mapping, limit=limit, allow_empty=allow_empty)
+    if not pairs:
+        return EvalResult(metrics={}, runs=[], records=[])
     options = {k: v for k, v in judge_options.items() if v is not None}
     owner = Judge(judge, base_url=base_url, **options)
 

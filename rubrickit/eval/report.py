@@ -220,6 +220,6 @@ def render_report(records: Sequence[Mapping[str, Any]], *, summary: Mapping[str,
 
 
 def write_report(records: Sequence[Mapping[str, Any]], path: str | Path, *,
-                 summary: Mapping[str, Any] | None = None) -> Path:
-    """Write :func:`render_report` to ``path`` atomically."""
-    return atomic_write_text(path, render_report(records, summary=summary), overwrite=True)
+                 summary: Mapping[str, Any] | None = None, overwrite: bool = True) -> Path:
+    """Write :func:`render_report` to ``path`` atomically (an existing file only with ``overwrite``)."""
+    return atomic_write_text(path, render_report(records, summary=summary), overwrite=overwrite)

@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .._io import iter_jsonl_lines, open_text
-from ..errors import ConversionError, format_location
+from .. import _io
+from .._io import iter_jsonl_lines, loads_json
+from ..errors import ConversionError, RubricError, format_location
 from ..rubric import SLUG_RE, Provenance, Rubric
 
 MAX_PROBLEMS = 50
@@ -182,16 +183,12 @@ def stem_id(path: Path | str) -> str:
 
 
 def read_text(path: Path) -> str:
-    """The whole file as text (gz transparently), with clear errors."""
+    """The whole file as text (gz transparently, at most :data:`~rubrickit._io.MAX_FILE_BYTES`), with clear
+    errors."""
     try:
-        with open_text(path) as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise ConversionError(format_location(path, None, None, "no such file")) from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ConversionError(
-            format_location(path, None, None, f"cannot read it as UTF-8 text ({exc})")
-        ) from None
+        return _io.read_text(path)
+    except RubricError as exc:
+        raise ConversionError(str(exc)) from None
 
 
 Record = tuple[int | None, str, Any]
@@ -214,7 +211,7 @@ def iter_records(path: Path) -> Iterator[Record]:
         try:
             for number, line in iter_jsonl_lines(path):
                 try:
-                    yield number, "", json.loads(line)
+                    yield number, "", loads_json(line)
                 except json.JSONDecodeError as exc:
                     yield (
                         number,
@@ -224,11 +221,8 @@ def iter_records(path: Path) -> Iterator[Record]:
                             "must be one JSON object"
                         ),
                     )
-        except FileNotFoundError:
-            raise ConversionError(format_location(path, None, None, "no such file")) from None
-        except UnicodeDecodeError as exc:
-            message = f"not UTF-8 text ({exc.reason}); save the file as UTF-8"
-            raise ConversionError(format_location(path, None, None, message)) from None
+        except RubricError as exc:  # unreadable: missing, a folder, bad bytes or gzip data, a line too long
+            raise ConversionError(str(exc)) from None
         return
     data = load_json(path)
     if isinstance(data, list):
@@ -242,7 +236,7 @@ def load_json(path: Path) -> Any:
     """Parse a whole JSON file, naming the line of a syntax error."""
     text = read_text(path)
     try:
-        return json.loads(text)
+        return loads_json(text)
     except json.JSONDecodeError as exc:
         raise ConversionError(
             format_location(path, exc.lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}")

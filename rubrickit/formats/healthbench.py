@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .._io import loads_json
 from ..rubric import Rubric
 from ._common import (
     Export,
@@ -62,7 +63,7 @@ def _as_messages(text: str) -> list[dict[str, Any]] | None:
     if not text.lstrip().startswith("["):
         return None
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except json.JSONDecodeError:
         return None
     if (

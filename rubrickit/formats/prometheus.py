@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .._io import loads_json
 from ..errors import ConversionError
 from ..rubric import Criterion, Rubric
 from ._common import (
@@ -68,7 +69,7 @@ def _score_rubric(row: dict[str, Any], problems: Problems) -> tuple[str | None, 
         value = row["score_rubric"]
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = loads_json(value)
             except json.JSONDecodeError:
                 problems.add(
                     "score_rubric", "is text, not a {criteria, score1_description…} object; write it as one"

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .._io import loads_json
 from ..errors import ConversionError
 from ..rubric import Rubric
 from ._common import (
@@ -144,7 +145,7 @@ def rar_row_to_rubric(row: dict[str, Any]) -> Rubric:
     items = row.get(key)
     if isinstance(items, str):
         try:
-            items = json.loads(items)
+            items = loads_json(items)
         except json.JSONDecodeError as exc:
             problems.add(key, f"is a string but not a JSON list of items ({exc.msg})")
     prompt_key = next((k for k in _PROMPT_KEYS if row.get(k) is not None), None)

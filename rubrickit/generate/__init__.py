@@ -79,17 +79,20 @@ def generate(method: str, data: str | Path | Sequence[PromptGroup], *, out: str 
              generator_base_url: str | None = None, judge_base_url: str | None = None,
              judge_mode: str | None = None, mapping: Mapping[str, str] | None = None, limit: int | None = None,
              cache_dir: str | Path | None = None, concurrency: int = 8, per_pair_out: str | Path | None = None,
-             **options: Any) -> GenerationResult:
+             allow_empty: bool = False, **options: Any) -> GenerationResult:
     """Generate rubrics with ``method`` from a data file (or prompt groups) and write them to ``out``.
 
     ``generator``/``judge`` are spec strings (``None``: the embedded model) or backends; the same spec shares one
-    model. Other keyword arguments are :func:`agenerate`'s and the method's options.
+    model. Other keyword arguments are :func:`agenerate`'s and the method's options. A data file with no rows is
+    an error unless ``allow_empty`` (then nothing is generated or written; ``extra["empty_input"]`` is true).
     """
     from ..judge.engine import Judge
 
     _module(method)
     if isinstance(data, (str, Path)):
-        groups = load_groups(data, mapping=mapping, limit=limit)
+        groups = load_groups(data, mapping=mapping, limit=limit, allow_empty=allow_empty)
+        if not groups and allow_empty:
+            return GenerationResult(method=method, rubrics=[], extra={"empty_input": True})
         source = f"{Path(data).as_posix()}#{file_digest(data)}"
     else:
         groups = list(data)[:limit] if limit is not None else list(data)

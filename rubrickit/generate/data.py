@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
+from .._io import no_rows
 from ..errors import RubricError, format_location
-from ..judge.data import PairItem, Prompt, _apply_mapping, _rows, stable_id
+from ..judge.data import PairItem, Prompt, _apply_mapping, _rows, misspelling_problems, stable_id
 
 __all__ = ["Comparison", "PromptGroup", "file_digest", "groups_from_pairs", "load_groups", "prompt_text"]
 
@@ -133,6 +136,23 @@ def groups_from_pairs(pairs: Sequence[PairItem | Mapping[str, Any]]) -> list[Pro
     return list(grouper.groups.values())
 
 
+_PROMPT = TypeAdapter(Prompt)
+
+
+def _prompt(row: Mapping[str, Any], where: tuple[Path, int | None], problems: list[str]) -> Prompt | None:
+    """The row's prompt (a string or a chat), or ``None`` after adding the problem."""
+    prompt = row.get("prompt")
+    if not prompt:
+        problems.append(format_location(*where, "prompt", "missing required field; add it (or --map prompt=COLUMN)"))
+        return None
+    try:
+        return _PROMPT.validate_python(prompt)
+    except ValidationError:
+        problems.append(format_location(*where, "prompt", "expected a string or a chat (a list of {role, content} "
+                                        f"messages), got {type(prompt).__name__}"))
+        return None
+
+
 def _ranked(path: Path, line: int | None, row: Mapping[str, Any], grouper: _Grouper, problems: list[str]) -> None:
     responses = row.get("responses")
     where = (path, line)
@@ -141,7 +161,8 @@ def _ranked(path: Path, line: int | None, row: Mapping[str, Any], grouper: _Grou
         return
     ranking = row.get("ranking")
     if ranking is not None:
-        if (not isinstance(ranking, list) or sorted(ranking) != list(range(len(responses)))):
+        if (not isinstance(ranking, list) or not all(isinstance(i, int) for i in ranking)
+                or sorted(ranking) != list(range(len(responses)))):
             problems.append(format_location(*where, "ranking", f"must list every index 0..{len(responses) - 1} of "
                                             "responses once, best first"))
             return
@@ -149,9 +170,8 @@ def _ranked(path: Path, line: int | None, row: Mapping[str, Any], grouper: _Grou
     else:
         ordered = list(responses)
     is_ranked = ranking is not None or bool(row.get("ranked"))
-    prompt = row.get("prompt")
-    if not isinstance(prompt, (str, list)) or not prompt:
-        problems.append(format_location(*where, "prompt", "missing required field; add it (or --map prompt=COLUMN)"))
+    prompt = _prompt(row, where, problems)
+    if prompt is None:
         return
     prompt_id = row.get("prompt_id") or row.get("id")
     group = grouper.group(prompt, str(prompt_id) if prompt_id is not None else None, row.get("subset"))
@@ -167,11 +187,17 @@ def _ranked(path: Path, line: int | None, row: Mapping[str, Any], grouper: _Grou
                     group.comparisons.append(Comparison(better, worse, f"{row_id}#{i}>{j}"))
 
 
+_COLUMNS = (*PairItem.model_fields, "chosen", "rejected", "responses", "ranking", "ranked", "response")
+"""Every column the shapes above read, and ``response`` (a scoring column, ignored here): a close misspelling of one
+the row lacks is an error."""
+
+
 def load_groups(path: str | Path, *, mapping: Mapping[str, str] | None = None,
-                limit: int | None = None) -> list[PromptGroup]:
+                limit: int | None = None, allow_empty: bool = False) -> list[PromptGroup]:
     """Read preference data (any shape in the module docstring) into prompt groups, in first-seen order.
 
-    ``limit`` keeps the first ``limit`` groups. Raises :class:`RubricError` naming file, line and field.
+    ``limit`` keeps the first ``limit`` groups. Raises :class:`RubricError` naming file, line and field, and for a
+    file with no rows unless ``allow_empty`` (then it logs a warning and returns ``[]``).
     """
     path = Path(path)
     if not path.exists():
@@ -179,12 +205,17 @@ def load_groups(path: str | Path, *, mapping: Mapping[str, str] | None = None,
                              "or a saved Hugging Face dataset folder")
     grouper = _Grouper()
     problems: list[str] = []
+    seen = 0
     for line, raw in _rows(path):
+        seen += 1
         if not isinstance(raw, Mapping):
             problems.append(format_location(path, line, None, f"expected an object, got {type(raw).__name__}"))
             continue
         row = _apply_mapping(raw, mapping)
-        if "responses" in row:
+        misspelt = misspelling_problems(row, _COLUMNS, path, line)
+        if misspelt:
+            problems.extend(misspelt)
+        elif "responses" in row:
             _ranked(path, line, row, grouper, problems)
         elif any(key in row for key in ("response_a", "response_b", "chosen", "rejected")):
             try:
@@ -194,8 +225,11 @@ def load_groups(path: str | Path, *, mapping: Mapping[str, str] | None = None,
 
                 problems.extend(_problems(exc, path, line, PairItem))
         elif "prompt" in row and isinstance(row.get("reference"), str):
+            prompt = _prompt(row, (path, line), problems)
+            if prompt is None:
+                continue
             prompt_id = row.get("prompt_id") or row.get("id")
-            group = grouper.group(row["prompt"], str(prompt_id) if prompt_id is not None else None, row.get("subset"))
+            group = grouper.group(prompt, str(prompt_id) if prompt_id is not None else None, row.get("subset"))
             group.reference = group.reference or row["reference"]
             group.row_ids.append(str(row.get("id") or group.id))
         else:
@@ -208,5 +242,7 @@ def load_groups(path: str | Path, *, mapping: Mapping[str, str] | None = None,
             break
     if problems:
         raise RubricError(problems)
+    if not seen:
+        no_rows(path, allow_empty=allow_empty)
     groups = list(grouper.groups.values())
     return groups[:limit] if limit is not None else groups

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..backends._redact import redact
 from ..backends.base import RetryableBackendError
 from ..errors import JudgeUnavailableError
 
@@ -103,7 +104,7 @@ class CircuitBreaker:
                 self._close()
             return
         if outage:
-            self.last_error = str(error) or type(error).__name__
+            self.last_error = redact(str(error)) or type(error).__name__  # shown in the outage error
         if probe:
             self._probing = False
             if outage:
@@ -137,7 +138,8 @@ class CircuitBreaker:
         self.tripped = JudgeUnavailableError(
             f"judge {self.spec} is unreachable: most recent calls failed with connection errors, time-outs or "
             f"server errors, and it did not recover within {waited:.0f}s (last error: {self.last_error}); check "
-            "the server and --base-url, then rerun the same command with --resume (--max-outage sets the wait)")
+            "the server and its base URL, then run the command again (score and compare: with --resume; "
+            "--max-outage or RUBRICKIT_MAX_OUTAGE sets the wait)")
         self._notify()
 
     def _event(self) -> asyncio.Event:

@@ -250,7 +250,7 @@ class JudgeCache:
             self._connection = None
         logger.warning(
             "judge cache %s is unusable (%s: %s); continuing without caching. Delete the file to start a fresh "
-            "cache, or pass --no-cache.",
+            "cache, or pass --no-cache (score, compare and eval).",
             self.path,
             type(error).__name__,
             error,

@@ -12,14 +12,17 @@ the result); when they are whole chats, the last message is the response and the
 A row without an ``id`` gets a stable one: ``sha256:`` + the first 16 hex digits of the SHA-256 of the canonical JSON
 of ``[prompt, response]`` (``[prompt, response_a, response_b]`` for pairs), so re-running on the same file gives the
 same ids and ``--resume`` works. Every problem names the file, line and field (``data.jsonl:7: response: missing
-required field; add it``); duplicate ids name both lines.
+required field; add it``); duplicate ids name both lines. A column that is not a field but is a close misspelling of
+one the row lacks (``refrence``, ``promt_id``) is an error with a suggestion, not silently kept in ``meta``. A file
+with no rows is an error unless ``allow_empty=True`` (then a warning and an empty list). Reading is bounded and fails
+cleanly on bad bytes, damaged gzip data and folders that are not saved datasets (see :mod:`rubrickit._io`).
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -27,7 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .._io import open_text
+from .. import _io
+from .._io import iter_jsonl_lines, iter_lines, loads_json, no_rows, read_text
 from ..errors import MissingDependencyError, RubricError, format_location
 
 __all__ = ["ChatMessage", "DataItem", "PairItem", "load_items", "load_pairs", "stable_id"]
@@ -195,21 +199,19 @@ def _rows(path: Path) -> Iterator[tuple[int | None, Any]]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
-    with open_text(path) as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RubricError.at(path, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}; "
-                                     "each line must be one JSON object") from None
+    for number, line in iter_jsonl_lines(path):
+        try:
+            row = loads_json(line)
+        except json.JSONDecodeError as exc:
+            raise RubricError.at(path, number, None, f"invalid JSON: {exc.msg} at column {exc.colno}; "
+                                 "each line must be one JSON object") from None
+        yield number, row
 
 
 def _json_array_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
+    text = read_text(path, limit=_io.MAX_DATA_FILE_BYTES)
     try:
-        with open_text(path) as fh:
-            data = json.load(fh)
+        data = loads_json(text)
     except json.JSONDecodeError as exc:
         raise RubricError.at(path, exc.lineno, None, f"invalid JSON: {exc.msg}") from None
     if not isinstance(data, list):
@@ -231,23 +233,32 @@ def _csv_cell(value: str) -> Any:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
-    with open_text(path) as fh:
-        text = fh.read()
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    for row in reader:
-        if reader.line_num and not any((v or "").strip() for v in row.values()):
-            continue
-        cleaned = {k: _csv_cell(v) for k, v in row.items() if k is not None and v is not None and v != ""}
-        yield reader.line_num, cleaned
+    # Cells as long as a line may be (csv's own default stops at 128 KiB, shorter than many responses).
+    csv.field_size_limit(max(csv.field_size_limit(), _io.MAX_LINE_BYTES))
+    reader = csv.DictReader(text for _, text in iter_lines(path))
+    try:
+        for row in reader:
+            if reader.line_num and not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            cleaned = {k: _csv_cell(v) for k, v in row.items() if k is not None and v is not None and v != ""}
+            yield reader.line_num, cleaned
+    except csv.Error as exc:
+        raise RubricError.at(path, reader.line_num or None, None, f"not valid CSV ({exc})") from None
 
 
 def _hf_rows(path: Path) -> Iterator[tuple[int | None, Any]]:
+    if not any((path / marker).is_file() for marker in ("state.json", "dataset_dict.json")):
+        raise RubricError.at(path, None, None, "is a folder, but not a Hugging Face dataset saved with save_to_disk "
+                             "(it has no state.json or dataset_dict.json); give a data file (JSONL, JSON or CSV)")
     try:
         import datasets  # type: ignore[import-not-found]
     except ImportError:
         raise MissingDependencyError(f"{path}: reading a Hugging Face dataset folder needs the 'datasets' package; "
                                      "run: pip install datasets (or export the data to JSONL)") from None
-    dataset = datasets.load_from_disk(str(path))
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged dataset folder makes datasets raise
+        raise RubricError.at(path, None, None, f"cannot load the saved dataset ({type(exc).__name__}: {exc})") from None
     if isinstance(dataset, datasets.DatasetDict):
         if len(dataset) != 1:
             raise RubricError.at(path, None, None, f"the dataset has splits {sorted(dataset)}; save one split")
@@ -274,24 +285,57 @@ def _problems(exc: ValidationError, path: Path, line: int | None, model: type[Ba
         field = ".".join(str(part) for part in error["loc"]) or None
         message = describe_error(error, list(model.model_fields) if error["type"] == "extra_forbidden" else None)
         if error["type"] == "missing" and field in ("response", "prompt", "response_a", "response_b"):
-            message += f" (or map your column onto it: mapping={{'{field}': 'your_column'}}, --map {field}=COLUMN)"
+            message += (f" (or map your column onto it: mapping={{'{field}': 'your_column'}}; the score, compare, "
+                        f"eval and generate commands take --map {field}=COLUMN)")
         problems.append(format_location(path, line, field, message))
     return problems
 
 
-def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None) -> list[Any]:
+def misspelt_columns(row: Mapping[str, Any], known: Iterable[str]) -> list[tuple[str, str]]:
+    """``(column, field)`` for each column of ``row`` that is not a known field but looks like a misspelling of a
+    field the row lacks: the same name in another case, or a difflib ratio of at least 0.8 with a field of four or
+    more letters (``refrence`` → ``reference``; ``uid`` is not taken for ``id``, nor ``response_c`` for
+    ``response_a`` when the row has ``response_a``)."""
+    known = set(known)
+    absent = sorted(f for f in known if f not in row and f != "meta")
+    found = []
+    for column in row:
+        if not isinstance(column, str) or column in known:
+            continue
+        close = [f for f in absent if f.lower() == column.lower()] or difflib.get_close_matches(
+            column, [f for f in absent if len(f) >= 4], n=1, cutoff=0.8)
+        if close:
+            found.append((column, close[0]))
+    return found
+
+
+def misspelling_problems(row: Mapping[str, Any], known: Iterable[str], path: Path, line: int | None) -> list[str]:
+    """Located problems for :func:`misspelt_columns`."""
+    return [format_location(path, line, column, f"unknown column; did you mean {field!r}? Rename it to {field!r} "
+                            "(or, to keep it as an extra column, put it under 'meta')")
+            for column, field in misspelt_columns(row, known)]
+
+
+def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None, *, allow_empty: bool,
+          known: Iterable[str] = ()) -> list[Any]:
     path = Path(path)
     if not path.exists():
         raise RubricError.at(path, None, None, "no such file; give the data file (JSONL, JSONL.gz, JSON or CSV)")
     rows: list[Any] = []
     problems: list[str] = []
     first_line: dict[str, int | None] = {}
+    known = {*model.model_fields, *known}
     for line, raw in _rows(path):
         if not isinstance(raw, Mapping):
             problems.append(format_location(path, line, None, f"expected an object, got {type(raw).__name__}"))
             continue
+        mapped = _apply_mapping(raw, mapping)
+        misspelt = misspelling_problems(mapped, known, path, line)
+        if misspelt:
+            problems.extend(misspelt)
+            continue
         try:
-            row = model.model_validate(_apply_mapping(raw, mapping))
+            row = model.model_validate(mapped)
         except ValidationError as exc:
             problems.extend(_problems(exc, path, line, model))
         else:
@@ -307,21 +351,26 @@ def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] |
             break
     if problems:
         raise RubricError(problems)
+    if not rows:
+        no_rows(path, allow_empty=allow_empty)
     return rows
 
 
-def load_items(path: str | Path, *, mapping: Mapping[str, str] | None = None) -> list[DataItem]:
+def load_items(path: str | Path, *, mapping: Mapping[str, str] | None = None,
+               allow_empty: bool = False) -> list[DataItem]:
     """Read responses to judge from a JSONL / JSONL.gz / JSON / CSV file or a saved HF dataset folder.
 
     ``mapping`` maps fields onto the file's columns (``{"response": "output"}``). Raises :class:`RubricError`
-    listing every problem as ``file:line: field: message``.
+    listing every problem as ``file:line: field: message``, and for a file with no rows unless ``allow_empty``
+    (then it logs a warning and returns ``[]``).
     """
-    return _load(path, DataItem, mapping)
+    return _load(path, DataItem, mapping, allow_empty=allow_empty)
 
 
-def load_pairs(path: str | Path, *, mapping: Mapping[str, str] | None = None) -> list[PairItem]:
+def load_pairs(path: str | Path, *, mapping: Mapping[str, str] | None = None,
+               allow_empty: bool = False) -> list[PairItem]:
     """Read response pairs (``response_a``/``response_b``, or ``chosen``/``rejected``) like :func:`load_items`."""
-    return _load(path, PairItem, mapping)
+    return _load(path, PairItem, mapping, allow_empty=allow_empty, known=("chosen", "rejected"))
 
 
 def coerce_items(items: Iterable[DataItem | Mapping[str, Any]]) -> list[DataItem]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .._io import open_text
+from .._io import iter_lines, loads_json
 from ..errors import OutputExistsError, RubricError, RubrickitError
 
 try:  # POSIX only; elsewhere journals are simply not locked.
@@ -82,20 +82,19 @@ def read_records(path: Path | str) -> list[dict[str, Any]]:
     a JSON object raises :class:`~rubrickit.errors.RubricError` naming the file and line.
     """
     records: list[dict[str, Any]] = []
-    with open_text(path) as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                if not line.endswith("\n"):
-                    break  # torn last line
-                reason = f"not valid JSON ({error.msg}, column {error.colno})"
-                raise RubricError.at(path, number, None, reason) from None
-            if not isinstance(value, dict):
-                raise RubricError.at(path, number, None, f"expected a JSON object, got {type(value).__name__}")
-            records.append(value)
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            value = loads_json(line)
+        except json.JSONDecodeError as error:
+            if not line.endswith("\n"):
+                break  # torn last line
+            reason = f"not valid JSON ({error.msg}, column {error.colno})"
+            raise RubricError.at(path, number, None, reason) from None
+        if not isinstance(value, dict):
+            raise RubricError.at(path, number, None, f"expected a JSON object, got {type(value).__name__}")
+        records.append(value)
     return records
 
 
@@ -244,7 +243,7 @@ class Journal:
         if not raw.strip():
             return None
         try:
-            value = json.loads(raw.decode("utf-8"))
+            value = loads_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             if torn_ok:
                 return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import JudgeUnavailableError, RubrickitError
+from ..errors import JudgeUnavailableError, OutputExistsError, RubrickitError
 from ..rubric import Rubric, RubricSet, ScoreRecord
 from ..rubric_io import is_rubric_set_path, load_rubric, load_rubric_set
 from .accounting import Plan
@@ -49,6 +49,8 @@ class RunResult:
     """The output file, when one was written."""
     resumed: int = 0
     """Records already in the output file and skipped (``resume=True``)."""
+    empty_input: bool = False
+    """The data file had no rows (``allow_empty=True``): nothing was judged or written."""
     redone: int = 0
     """Records with error verdicts removed from the output on resume, their items judged again."""
 
@@ -136,6 +138,13 @@ def _stopped(error: JudgeUnavailableError, journal: Journal) -> JudgeUnavailable
     return JudgeUnavailableError(f"{error} ({kept} finished record(s) are in {journal.path})")
 
 
+def _refuse_existing_output(out: str | Path | None, resume: bool, force: bool) -> None:
+    """What :class:`Journal` would refuse, checked before a judge (perhaps a model) is loaded."""
+    path = Path(out) if out is not None else None
+    if path is not None and not (resume or force) and path.is_file() and path.stat().st_size > 0:
+        raise OutputExistsError(f"{path}: already exists; pass --resume to continue it or --force to start over.")
+
+
 def _options(options: JudgeOptions | None, overrides: Mapping[str, Any]) -> JudgeOptions:
     base = options or JudgeOptions()
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -145,17 +154,23 @@ def _options(options: JudgeOptions | None, overrides: Mapping[str, Any]) -> Judg
 def score_files(rubric_path: str | Path, data_path: str | Path, *, judge: Any = None, base_url: str | None = None,
                 out: str | Path | None = None, resume: bool = False, force: bool = False, dry_run: bool = False,
                 mapping: Mapping[str, str] | None = None, options: JudgeOptions | None = None,
-                backend_options: dict[str, Any] | None = None, **option_overrides: Any) -> RunResult:
+                backend_options: dict[str, Any] | None = None, allow_empty: bool = False,
+                **option_overrides: Any) -> RunResult:
     """Score every response of ``data_path`` with the rubric(s) of ``rubric_path``.
 
     ``judge`` is a spec string or backend (``None``: the embedded judge). ``out`` receives one score record per
     line as items finish (``None``: no file); an existing ``out`` needs ``resume`` (skip what is done) or ``force``
     (start over). ``option_overrides`` are :class:`JudgeOptions` fields (``mode="logprob"``, ``concurrency=32``;
     ``None`` values are ignored, so CLI flags can be passed straight through). Errors in the files are raised
-    before any judge call.
+    before any judge call. A data file with no rows is an error unless ``allow_empty`` (then nothing is judged or
+    written and the result has ``empty_input``).
     """
     rubrics = load_rubric_arg(rubric_path)
-    items = load_items(data_path, mapping=mapping)
+    items = load_items(data_path, mapping=mapping, allow_empty=allow_empty)
+    if not items:
+        return RunResult(empty_input=True)
+    if not dry_run:
+        _refuse_existing_output(out, resume, force)
     settings = _options(options, option_overrides)
     with Judge(judge, base_url=base_url, options=settings, backend_options=backend_options) as engine:
         if dry_run:
@@ -174,14 +189,18 @@ def compare_files(rubric_path: str | Path | None, pairs_path: str | Path, *, jud
                   base_url: str | None = None, out: str | Path | None = None, resume: bool = False,
                   force: bool = False, dry_run: bool = False, mapping: Mapping[str, str] | None = None,
                   options: JudgeOptions | None = None, backend_options: dict[str, Any] | None = None,
-                  **option_overrides: Any) -> RunResult:
+                  allow_empty: bool = False, **option_overrides: Any) -> RunResult:
     """Compare every pair of ``pairs_path``, with the rubric(s) of ``rubric_path`` or directly when it is ``None``.
 
     As :func:`score_files`; records are :class:`~rubrickit.judge.pairwise.PairRecord` objects. Direct comparisons
     are journaled by (pair_id, repeat), rubric comparisons by (pair_id, rubric_id, repeat).
     """
     rubrics = load_rubric_arg(rubric_path)
-    pairs = load_pairs(pairs_path, mapping=mapping)
+    pairs = load_pairs(pairs_path, mapping=mapping, allow_empty=allow_empty)
+    if not pairs:
+        return RunResult(empty_input=True)
+    if not dry_run:
+        _refuse_existing_output(out, resume, force)
     settings = _options(options, option_overrides)
     key_fields = PAIR_KEY_FIELDS if rubrics is not None else ("pair_id", "repeat")
     with Judge(judge, base_url=base_url, options=settings, backend_options=backend_options) as engine:

@@ -58,6 +58,8 @@ class RefineResult:
     """Responses judged now (not found in the verdicts given)."""
     judge: str | None = None
     """Spec of the judge used, when one was."""
+    empty_input: bool = False
+    """A data or verdicts file had no rows (``allow_empty=True``): nothing was done or written."""
 
     def removed_count(self) -> int:
         """Criteria removed over all steps and rubrics."""
@@ -359,12 +361,14 @@ def refine_file(source: str | Path, out: str | Path | None = None, *, force: boo
                 consistency: str | Path | None = None, misaligned: str | Path | None = None,
                 nondiscriminative: str | Path | None = None, verdicts: str | Path | None = None,
                 judge: str | None = None, judge_base_url: str | None = None, judge_mode: str | None = None,
-                llm_overlap: str | None = None, cache_dir: str | Path | None = None, **options: Any) -> RefineResult:
+                llm_overlap: str | None = None, cache_dir: str | Path | None = None, allow_empty: bool = False,
+                **options: Any) -> RefineResult:
     """Refine a rubric file (YAML) or rubric set (JSONL) and write ``out`` (nothing on ``dry_run``).
 
     ``consistency``/``misaligned`` are labelled pair files, ``nondiscriminative`` a response pool file,
     ``verdicts`` precomputed score records; ``judge``/``llm_overlap`` are model specs (``None``: embedded).
-    Other options are :func:`arefine`'s.
+    Other options are :func:`arefine`'s. A data or verdicts file with no rows is an error unless ``allow_empty``
+    (then nothing is done or written and the result has ``empty_input``).
     """
     from ..generate.common import Generator
     from ..rubric_io import is_rubric_set_path, load_rubrics
@@ -376,13 +380,17 @@ def refine_file(source: str | Path, out: str | Path | None = None, *, force: boo
     rubrics = load_rubrics(source)
     is_set = is_rubric_set_path(source)
     out_path = _check_out(out, force, dry_run, is_set)
-    store = VerdictStore.from_file(verdicts) if verdicts else VerdictStore()
+    store = VerdictStore.from_file(verdicts, allow_empty=allow_empty) if verdicts else VerdictStore()
+    if verdicts and not store.rows_read:
+        return RefineResult(rubrics=rubrics, is_set=is_set, empty_input=True)
     sources: dict[str, dict[str, Any]] = {}
     loaded: dict[str, Any] = {}
     for step, path, loader in (("consistency", consistency, load_pairs), ("misaligned", misaligned, load_pairs),
                                ("nondiscriminative", nondiscriminative, load_items)):
         if path is not None:
-            loaded[step] = loader(path)
+            loaded[step] = loader(path, allow_empty=allow_empty)
+            if not loaded[step]:
+                return RefineResult(rubrics=rubrics, is_set=is_set, empty_input=True)
             sources[step] = {"data": _source(path)}
             if verdicts and step != "consistency":
                 sources[step]["verdicts"] = _source(verdicts)
@@ -412,8 +420,12 @@ def weight_file(source: str | Path, out: str | Path | None = None, *, method: st
                 dry_run: bool = False, verdicts: str | Path | None = None, pairs: str | Path | None = None,
                 responses: str | Path | None = None, map_name: str | None = None, judge: str | None = None,
                 judge_base_url: str | None = None, judge_mode: str | None = None,
-                cache_dir: str | Path | None = None, **options: Any) -> RefineResult:
-    """Reweight a rubric file or rubric set with ``method`` and write ``out`` (nothing on ``dry_run``)."""
+                cache_dir: str | Path | None = None, allow_empty: bool = False, **options: Any) -> RefineResult:
+    """Reweight a rubric file or rubric set with ``method`` and write ``out`` (nothing on ``dry_run``).
+
+    A verdicts, pairs or responses file with no rows is an error unless ``allow_empty`` (then nothing is done or
+    written and the result has ``empty_input``).
+    """
     from ..rubric_io import is_rubric_set_path, load_rubrics
 
     if method not in WEIGHT_METHODS:
@@ -421,9 +433,11 @@ def weight_file(source: str | Path, out: str | Path | None = None, *, method: st
     rubrics = load_rubrics(source)
     is_set = is_rubric_set_path(source)
     out_path = _check_out(out, force, dry_run, is_set)
-    store = VerdictStore.from_file(verdicts) if verdicts else VerdictStore()
-    pair_rows = load_pairs(pairs) if pairs else None
-    response_rows = load_items(responses) if responses else None
+    store = VerdictStore.from_file(verdicts, allow_empty=allow_empty) if verdicts else VerdictStore()
+    pair_rows = load_pairs(pairs, allow_empty=allow_empty) if pairs else None
+    response_rows = load_items(responses, allow_empty=allow_empty) if responses else None
+    if (verdicts and not store.rows_read) or pair_rows == [] or response_rows == []:
+        return RefineResult(rubrics=rubrics, is_set=is_set, empty_input=True)
     lazy_judge = _Lazy(_make_judge(judge, judge_base_url, judge_mode, cache_dir))
     sources = {name: _source(path) for name, path in (("verdicts", verdicts), ("pairs", pairs),
                                                       ("responses", responses)) if path is not None}

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .._io import iter_jsonl_lines
+from .._io import iter_jsonl_lines, loads_json, no_rows
 from ..errors import RubricError, format_location
 from ..judge.data import DataItem, PairItem
 from ..rubric import Criterion, Rubric, ScoreRecord, Verdict, VerdictRow
@@ -109,6 +109,8 @@ class VerdictStore:
         """Items judged by :meth:`ajudge` (not found in the store)."""
         self.judge_failures = 0
         """Items whose judging raised (their cells stay missing)."""
+        self.rows_read = 0
+        """Rows read by :meth:`from_file` (0: the file was empty)."""
 
     # ------------------------------------------------------------------ filling
 
@@ -124,18 +126,23 @@ class VerdictStore:
             self.add(record.rubric_id, record.item_id, record.verdicts)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> VerdictStore:
-        """Read score records (``rubrickit score`` output) or verdict rows, JSONL or ``.jsonl.gz``, mixed freely."""
+    def from_file(cls, path: str | Path, *, allow_empty: bool = False) -> VerdictStore:
+        """Read score records (``rubrickit score`` output) or verdict rows, JSONL or ``.jsonl.gz``, mixed freely.
+
+        A file with no rows is an error unless ``allow_empty`` (then a warning and an empty store).
+        """
         store = cls()
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise RubricError.at(path, None, None, "no such verdicts file; give score records written by "
                                  "`rubrickit score` (JSONL) or verdict rows")
         problems: list[str] = []
         verdict_fields = set(Verdict.model_fields)
+        rows = 0
         for number, line in iter_jsonl_lines(path):
+            rows += 1
             try:
-                data = json.loads(line)
+                data = loads_json(line)
                 if isinstance(data, Mapping) and "verdicts" in data:
                     store.add_record(ScoreRecord.model_validate(data))
                 else:
@@ -152,6 +159,9 @@ class VerdictStore:
                 break
         if problems:
             raise RubricError(problems)
+        if not rows:
+            no_rows(path, allow_empty=allow_empty)
+        store.rows_read = rows
         return store
 
     async def ajudge(self, judge: Any, rubric: Rubric, items: Sequence[Mapping[str, Any] | DataItem]) -> None:
