@@ -221,6 +221,17 @@ def test_api_key_goes_only_into_the_authorization_header(
         assert KEY not in text and KEY[11:24] not in text
 
 
+def test_credentials_anywhere_in_the_base_url_never_show(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = LiteLLMBackend("openai/judge-model", base_url="http://user:pw@127.0.0.1:9/v1?api_key=SECRET123",
+                             api_key=KEY, timeout=2)
+    error = outcomes(backend, request())[0]
+    assert isinstance(error, RetryableBackendError)
+    shown = [str(error), repr(error), repr(backend), backend.spec] + [r.getMessage() for r in caplog.records]
+    for text in shown:
+        assert "SECRET123" not in text and "pw" not in text and KEY not in text, text
+
+
 def test_provider_key_from_environment(server: OAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     backend = get_backend("litellm:openai/judge-model", base_url=server.url)

@@ -23,7 +23,7 @@ from rubrickit.backends import (
     get_backend,
 )
 from rubrickit.backends.openai_backend import parse_retry_after, redact, redact_url, strict_compatible
-from rubrickit.errors import BackendCallError, MissingCredentialsError
+from rubrickit.errors import BackendCallError, BackendSpecError, MissingCredentialsError
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"
 TRANSPORTS = pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
@@ -291,6 +291,14 @@ def test_dropped_connection_is_retryable(server: OAIServer, transport: str) -> N
 
 
 @TRANSPORTS
+def test_reset_connection_is_retryable(server: OAIServer, transport: str) -> None:
+    server.script(Fault.reset())
+    error = call(server, http_transport=transport)
+    assert isinstance(error, RetryableBackendError)
+    assert "connection failed" in str(error)
+
+
+@TRANSPORTS
 def test_unreachable_server_is_retryable(transport: str) -> None:
     with OAIServer() as server:
         url = server.url
@@ -427,10 +435,9 @@ def test_server_that_demands_a_key_accepts_the_right_one() -> None:
 
 def test_base_url_credentials_are_redacted_when_shown() -> None:
     url = "http://user:hunter2-password@127.0.0.1:9/v1"
-    backend = OpenAIBackend("judge-model", base_url=url)
-    assert "hunter2" not in repr(backend) and "127.0.0.1:9" in repr(backend)
-    error = asyncio.run(_complete_and_close(backend))
-    assert isinstance(error, RetryableBackendError) and "hunter2" not in str(error)
+    with pytest.raises(BackendSpecError) as refused:  # user:password@ is refused at once (it clashes with the key)
+        OpenAIBackend("judge-model", base_url=url)
+    assert "hunter2" not in str(refused.value) and "127.0.0.1:9" in str(refused.value)
     assert redact_url("https://a:b@host.example/v1") == "https://***@host.example/v1"
     assert redact_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
 
@@ -449,6 +456,69 @@ def test_redact_hides_keys_tokens_and_url_credentials() -> None:
     cleaned = redact(text, ["custom-secret-value"])
     assert KEY not in cleaned and "abc.def-123" not in cleaned and "u:p@" not in cleaned
     assert "custom-secret-value" not in cleaned
+
+
+@TRANSPORTS
+@pytest.mark.parametrize("url", ["http://user:pw@127.0.0.1:9/v1?api_key=SECRET123",
+                                 "http://127.0.0.1:9/v1?api_key=SECRET123&token=SECRET123-pw"])
+def test_credentials_anywhere_in_the_base_url_never_show(
+        url: str, transport: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    try:
+        backend = OpenAIBackend("judge-model", base_url=url, timeout=2, http_transport=transport)
+    except BackendSpecError as refused:  # user:password@ is refused up front: say so without showing it
+        shown = [str(refused), repr(refused)]
+    else:
+        error = asyncio.run(_complete_and_close(backend))
+        assert isinstance(error, RetryableBackendError) and "connection failed" in str(error)
+        assert "127.0.0.1:9" in str(error) and "127.0.0.1:9" in repr(backend)
+        shown = [str(error), repr(error), repr(backend), backend.spec]
+    captured = capsys.readouterr()
+    shown += [captured.out, captured.err] + [record.getMessage() for record in caplog.records]
+    shown += [record.exc_text or "" for record in caplog.records]
+    for text in shown:
+        assert "SECRET123" not in text and "pw" not in text, text
+    assert "127.0.0.1:9" in shown[0]
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://a:b@host.example/v1", "https://***@host.example/v1"),
+    ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
+    ("https://host.example/v1?api_key=S1&api-version=2", "https://host.example/v1?api_key=***&api-version=2"),
+    ("https://host.example/v1?API_KEY=S1", "https://host.example/v1?API_KEY=***"),
+    ("https://host.example/v1?key=S1", "https://host.example/v1?key=***"),
+    ("https://host.example/v1?token=S1", "https://host.example/v1?token=***"),
+    ("https://host.example/v1?access_token=S1", "https://host.example/v1?access_token=***"),
+    ("https://host.example/v1?sv=2024&sig=S1%2B2", "https://host.example/v1?sv=2024&sig=***"),
+    ("https://host.example/v1?Signature=S1", "https://host.example/v1?Signature=***"),
+    ("https://host.example/v1?password=S1;secret=S2", "https://host.example/v1?password=***;secret=***"),
+    ("https://host.example/v1?x-api-key=S1", "https://host.example/v1?x-api-key=***"),
+    ("https://host.example/v1?client_secret=S1&X-Amz-Credential=S2", "https://host.example/v1?client_secret=***&X-Amz-Credential=***"),
+    ("https://host.example/v1#access_token=S1", "https://host.example/v1#access_token=***"),
+    ("http://u:p@ss@127.0.0.1:9/v1?apikey=S1", "http://***@127.0.0.1:9/v1?apikey=***"),
+])
+def test_redact_url_hides_user_info_and_secret_query_parameters(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact(f"failed: {url!r}") == f"failed: {shown!r}"
+
+
+def test_redact_hides_credential_parameters_and_headers_in_free_text() -> None:
+    text = ("POST http://user:pw@127.0.0.1:9/v1/chat/completions?api_key=SECRET123&model=m failed; "
+            "headers x-api-key: SECRET456, Api-Key=SECRET789, {'access_token': 'SECRET000'} token=\"SECRET111\"")
+    cleaned = redact(text)
+    for secret in ("SECRET123", "SECRET456", "SECRET789", "SECRET000", "SECRET111", "pw@"):
+        assert secret not in cleaned, cleaned
+    assert "model=m" in cleaned and "127.0.0.1:9/v1/chat/completions" in cleaned
+    assert redact("max_tokens=512 is too large for user") == "max_tokens=512 is too large for user"
+
+
+def test_url_secrets_are_what_a_url_carries() -> None:
+    from rubrickit.backends.openai_backend import url_secrets
+
+    secrets = url_secrets("http://user:hunter2@h.example/v1?api_key=a/b+c&model=m")
+    assert {"hunter2", "a/b+c", "a/b c", "a%2Fb%20c"} <= set(secrets) and "user" not in secrets
+    assert url_secrets("https://ghp_token1234@h.example/") == ("ghp_token1234",)
+    assert url_secrets(None) == () and url_secrets("http://127.0.0.1:8000/v1") == ()
 
 
 # -- Retry-After parsing ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import BackendSpecError, MissingCredentialsError
-from .base import Capabilities, Completion, CompletionRequest, RetryableBackendError
+from .base import BASE_URL_OPTIONS, Capabilities, Completion, CompletionRequest, RetryableBackendError
 from .openai_backend import (
     GuidedMode,
     completion_from_response,
@@ -32,7 +32,9 @@ from .openai_backend import (
     map_sdk_error,
     output_params,
     redact,
+    redact_logs,
     redact_url,
+    url_secrets,
 )
 
 __all__ = ["LiteLLMBackend", "import_litellm"]
@@ -96,6 +98,7 @@ class LiteLLMBackend:
         if not model or not model.strip():
             raise BackendSpecError("litellm: needs PROVIDER/MODEL, e.g. 'litellm:anthropic/claude-sonnet-4-5'")
         litellm = import_litellm()
+        redact_logs()
         self._litellm = litellm
         self.model = model
         self.spec = f"litellm:{model}"
@@ -114,7 +117,7 @@ class LiteLLMBackend:
             raise BackendSpecError(
                 f"{self.spec}: litellm cannot tell the provider of '{model}'; write litellm:PROVIDER/MODEL, e.g. "
                 "'litellm:anthropic/claude-sonnet-4-5', 'litellm:gemini/gemini-2.5-flash' or 'litellm:openai/NAME' "
-                "with --base-url (providers: https://docs.litellm.ai/docs/providers)") from None
+                f"with a base URL, {BASE_URL_OPTIONS} (providers: https://docs.litellm.ai/docs/providers)") from None
         self.provider = provider
         self._api_key = api_key or self._credentials(model, base_url)
         supported = self._supported(bare_model, provider)
@@ -178,10 +181,11 @@ class LiteLLMBackend:
         try:
             response = await self._litellm.acompletion(**params)
         except Exception as exc:
+            secrets = (self._api_key, *url_secrets(self.base_url))
             mapped = map_sdk_error(exc, spec=self.spec, model=self.model, base_url=self.base_url,
-                                   timeout=self.timeout, secrets=(self._api_key,), key_hint=self._key_hint())
+                                   timeout=self.timeout, secrets=secrets, key_hint=self._key_hint())
             if mapped is None:
-                reason = redact(f"{type(exc).__name__}: {exc}", (self._api_key,))[:400]
+                reason = redact(f"{type(exc).__name__}: {exc}", secrets)[:400]
                 mapped = RetryableBackendError(f"{self.spec}: litellm failed: {reason}")
             raise mapped from None  # litellm's exception may quote the server verbatim; ours is redacted
         return completion_from_response(response, spec=self.spec, cost=self._cost(response))

@@ -8,8 +8,10 @@ mapped to :class:`RetryableBackendError` (429, 408/409, 5xx, time-outs, dropped 
 only into the client's ``Authorization`` header: never into ``spec``, ``repr()``, exception messages or logs (every
 message that may quote a server is passed through :func:`redact`).
 
-The helpers here (response mapping, error mapping, ``Retry-After`` parsing, redaction) are shared with
-:mod:`rubrickit.backends.litellm_backend`, whose exceptions subclass the ``openai`` SDK's.
+The helpers here (response mapping, error mapping, ``Retry-After`` parsing, and the redaction of
+:mod:`rubrickit.backends._redact`, re-exported) are shared with :mod:`rubrickit.backends.litellm_backend`, whose
+exceptions subclass the ``openai`` SDK's. A base URL is shown only through :func:`redact_url`, and the SDK's and
+httpx's own request logs pass through :class:`RedactingFilter` (a ``?api_key=`` in a base URL stays hidden).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import BackendSpecError, MissingCredentialsError, MissingDependencyError
+from ._redact import SECRET_PARAMETER, RedactingFilter, redact, redact_logs, redact_url, url_secrets
 from .base import (
+    BASE_URL_OPTIONS,
     Capabilities,
     Completion,
     CompletionRequest,
@@ -36,7 +40,8 @@ from .base import (
     Usage,
 )
 
-__all__ = ["OpenAIBackend", "parse_retry_after", "redact", "redact_url"]
+__all__ = ["SECRET_PARAMETER", "OpenAIBackend", "RedactingFilter", "parse_retry_after", "redact", "redact_logs",
+           "redact_url", "url_secrets"]
 
 GuidedMode = Literal["structured_outputs", "guided_choice"]
 
@@ -61,38 +66,6 @@ def import_sdk(module: str, extra: str = "api") -> Any:
             f"the '{module}' package is needed for this judge backend but could not be imported ({exc}); "
             f"install it with: pip install 'rubrickit[{extra}]'"
         ) from None
-
-
-# -- redaction -------------------------------------------------------------------------------------------------
-
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
-_KEYLIKE = re.compile(r"\b(sk|pk|rk|gsk|xai|hf)[-_][A-Za-z0-9_\-]{16,}")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
-
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` with the given secrets, bearer tokens, key-shaped strings and URL credentials replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    text = _BEARER.sub(r"\1***", text)
-    text = _KEYLIKE.sub(r"\1-***", text)
-    return _USERINFO.sub(r"\1***@", text)
-
-
-def redact_url(url: str | None) -> str | None:
-    """A URL with any ``user:password@`` removed, safe to show."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return redact(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 # -- Retry-After -----------------------------------------------------------------------------------------------
@@ -505,6 +478,7 @@ class OpenAIBackend:
             raise BackendSpecError(f"max_tokens_param={max_tokens_param!r}: expected 'auto', 'max_tokens' or "
                                    "'max_completion_tokens'")
         openai = import_sdk("openai")
+        redact_logs()
         self.model = model
         self.spec = f"openai:{model}"
         self.base_url = base_url
@@ -530,8 +504,8 @@ class OpenAIBackend:
         if key is None:
             if effective_url is None:
                 raise MissingCredentialsError(
-                    f"{self.spec} needs an API key: set the OPENAI_API_KEY environment variable (or point "
-                    "--base-url at an OpenAI-compatible server, which needs none)")
+                    f"{self.spec} needs an API key: set the OPENAI_API_KEY environment variable (or give the base "
+                    f"URL of an OpenAI-compatible server, which needs none, with {BASE_URL_OPTIONS})")
             key = "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) accept any key, but the SDK insists on one
         self.capabilities = Capabilities(logprobs=True, json_schema=True, choices=self._guided is not None,
                                          prefix_cache=True)
@@ -550,7 +524,7 @@ class OpenAIBackend:
         return f"OpenAIBackend(spec={self.spec!r}{where})"
 
     def _secrets(self) -> tuple[str | None, ...]:
-        return (getattr(self._client, "api_key", None),)
+        return (getattr(self._client, "api_key", None), *url_secrets(getattr(self, "cache_endpoint", None)))
 
     def request_params(self, request: CompletionRequest) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for ``request``."""

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..aggregate import HOLISTIC_ID
+from ..backends._redact import redact
 from ..backends.base import (
     ChoiceScores,
     Completion,
@@ -150,17 +151,20 @@ def failure_of(error: Exception, policy: Any) -> Failure:
     with ``error`` verdicts."""
     if isinstance(error, JudgeUnavailableError):
         raise error
+    # Backends redact their own messages; a third-party backend's, or an SDK exception no backend mapped, may
+    # still quote a URL with credentials, and these messages go into verdicts, the journal and the trace.
+    said = redact(str(error))
     if judge_unusable(error):
         raise JudgeUnavailableError(
-            f"{error}. The run stopped: no call can succeed until this is fixed. Records finished so far are kept; "
-            "rerun the same command with --resume to continue") from None
+            f"{said}. The run stopped: no call can succeed until this is fixed. Records finished so far are kept; "
+            "then run the command again (score and compare: with --resume, to continue)") from None
     if isinstance(error, FatalBackendError):
-        return Failure("fatal", f"{type(error).__name__}: {error}")
+        return Failure("fatal", f"{type(error).__name__}: {said}")
     if isinstance(error, RetryableBackendError):
-        return Failure("backend", f"{type(error).__name__}: {error} (gave up after {policy.max_attempts} attempts)")
+        return Failure("backend", f"{type(error).__name__}: {said} (gave up after {policy.max_attempts} attempts)")
     if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
         return Failure("timeout", f"timed out (gave up after {policy.max_attempts} attempts)")
-    return Failure("unexpected", f"{type(error).__name__}: {error}")
+    return Failure("unexpected", f"{type(error).__name__}: {said}")
 
 
 def token_distribution(completion: Completion, choices: tuple[str, ...]) -> dict[str, float] | None:
@@ -175,10 +179,7 @@ def token_distribution(completion: Completion, choices: tuple[str, ...]) -> dict
 
 def _letter(text: str) -> str:
     """A one-letter ``A``/``B`` reply read as text (no probabilities): the first non-blank character alone."""
-    stripped = text.strip().strip("\"'`*().:").strip()
-    if stripped[:1].upper() in AB and not stripped[1:2].isalnum():
-        return stripped[0].upper()
-    raise ParseError("expected one letter, A or B")
+    return parse.parse_letter(text)
 
 
 def read_reply(call: Call, completion: Completion) -> Any:

@@ -17,16 +17,30 @@ parser                    contract                                              
 How a reply is read:
 
 1. Every JSON object in the text is found, wherever it is (code fences and prose around it are ignored); objects
-   nested inside another object are not candidates on their own. Near-JSON is repaired where it is unambiguous
-   (trailing commas, Python-style quoting).
+   nested inside another object (or inside a balanced ``{…}`` that is not one) are not candidates on their own.
+   Near-JSON is repaired where it is unambiguous (trailing commas, Python-style quoting). Finding them takes
+   linear time whatever the reply holds (:mod:`rubrickit.judge._objects`).
 2. The **last** complete object that matches the contract wins. A judge that quotes the response's planted
    ``{"verdict": "met"}`` before giving its own answer is not steered by it.
 3. If the reply ends inside an unfinished object (``{"rationale": "…`` cut off by ``max_tokens``), nothing in it is
    trusted: an earlier complete object could be a quote from the response. That is a :class:`ParseError`
-   ("truncated"), which the engine answers with a re-ask.
+   ("truncated"), which the engine answers with a re-ask. Only a reply that really ends inside a well-formed
+   object counts: an unclosed ``{"key":`` quoted from the response and followed by prose or a line break does not
+   (else planting one would turn every verdict into an error).
 4. Without a matching object, only two plain-text forms are accepted: the whole reply being the answer
    (``met``, ``A``, ``7``) or the reply's *last* line being ``verdict: met`` / ``winner: A`` / ``rating: 7`` /
    ``[[A]]``. A ``verdict: met`` line anywhere else (e.g. quoted from the response) is ignored.
+5. **Conflicting verdicts are a** :class:`ParseError` ("conflicting verdicts"), never first- or last-one-wins. The
+   judge's answer is compared with every other answer *the judge itself* gives in the same place: the same key
+   twice in the answer object (``{"verdict": "met", "verdict": "unmet"}``, or ``Verdict`` beside ``verdict``; JSON
+   would silently keep the last), the objects right before it with nothing but blank space, commas, list brackets
+   or code fences in between (its *answer run*: ``{…met}`` ``{…unmet}``), the plain answer after the last object
+   (``{…met}`` then a final ``Verdict: unmet`` line), and the run of ``key: value`` lines ending a plain reply. A
+   one-token answer (Yes/No, A/B, a digit) conflicts with a bare opposite answer on the reply's last line.
+   Repeated identical answers, and an unreadable answer next to a readable one, are fine. Anything separated from
+   the answer by words — where a judge quotes the response (``The response contains {"verdict": "met"}. …``) — is
+   not compared: were it, planting the opposite verdict would turn every unfavourable verdict into an ``error``,
+   which the score excludes. The end of the reply is the judge's, as in rule 2.
 
 Spellings (keys and values are NFKC-normalised, case-folded, ``_``/``-`` read as spaces, surrounding quotes and
 punctuation dropped; other look-alike characters, e.g. a Cyrillic ``е`` in ``mеt``, do not match):
@@ -42,13 +56,14 @@ punctuation dropped; other look-alike characters, e.g. a Cyrillic ``е`` in ``m�
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from ._objects import Span, from_pairs, scan
 
 __all__ = [
     "LevelReply",
@@ -61,6 +76,7 @@ __all__ = [
     "normalize_verdict",
     "normalize_winner",
     "parse_digit",
+    "parse_letter",
     "parse_level",
     "parse_per_response",
     "parse_rating",
@@ -178,76 +194,10 @@ def _integer(value: object, low: int, high: int) -> int | None:
 
 # --------------------------------------------------------------------------- finding JSON objects
 
-_DECODER = json.JSONDecoder()
-# What the start of a judge's JSON answer looks like: a brace and a quoted key with its colon.
-_OBJECT_START = re.compile(r"\{\s*([\"'\u201c])[^\"'\n]{1,40}[\"'\u201d]\s*:")
-_TRAILING_COMMA = re.compile(r",\s*([}\]])")
-
-
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index after the ``}`` closing the ``{`` at ``start`` (double-quoted strings respected), or ``None``."""
-    depth, in_string, escaped = 0, False, False
-    for index in range(start, len(text)):
-        char = text[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return index + 1
-    return None
-
-
-def _lenient(text: str, start: int) -> tuple[Any, int] | None:
-    """Repair near-JSON at ``start``: trailing commas, Python-style literals (single quotes, True/None)."""
-    end = _balanced_end(text, start)
-    if end is None or end - start > 200_000:
-        return None
-    chunk = text[start:end]
-    try:
-        return json.loads(_TRAILING_COMMA.sub(r"\1", chunk)), end
-    except json.JSONDecodeError:
-        pass
-    try:
-        value = ast.literal_eval(chunk)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
-        return None
-    return value, end
-
-
-def _scan(text: str) -> tuple[list[dict[str, Any]], bool]:
-    """Top-level JSON objects of ``text`` in order, and whether an object is left unfinished (truncated)."""
-    objects: list[dict[str, Any]] = []
-    unfinished = False
-    index = text.find("{")
-    while index >= 0:
-        try:
-            value, end = _DECODER.raw_decode(text, index)
-        except (json.JSONDecodeError, RecursionError):
-            repaired = _lenient(text, index)
-            value, end = repaired if repaired is not None else (None, index + 1)
-        if isinstance(value, dict):
-            objects.append(value)
-            index = text.find("{", end)
-            continue
-        if _OBJECT_START.match(text, index) and _balanced_end(text, index) is None:
-            unfinished = True
-        index = text.find("{", index + 1)
-    return objects, unfinished
-
 
 def json_objects(text: str) -> list[dict[str, Any]]:
     """Every top-level JSON object in ``text``, in order (fences and prose ignored; nested objects not listed)."""
-    return _scan(text)[0]
+    return [span.obj for span in scan(text)[0]]
 
 
 def _field(obj: Mapping[str, Any], *names: str) -> tuple[bool, Any]:
@@ -258,6 +208,17 @@ def _field(obj: Mapping[str, Any], *names: str) -> tuple[bool, Any]:
     return False, None
 
 
+def _values(obj: Mapping[str, Any], *names: str) -> list[Any]:
+    """Every value ``obj`` gives any of ``names`` (in any spelling, each repeated key with all its values)."""
+    wanted = set(names)
+    repeated = getattr(obj, "repeated", {})
+    values: list[Any] = []
+    for key, value in obj.items():
+        if isinstance(key, str) and _norm(key) in wanted:
+            values.extend(repeated.get(key, [value]))
+    return values
+
+
 def _rationale(obj: Mapping[str, Any]) -> str | None:
     found, value = _field(obj, "rationale", "reasoning", "reason", "explanation")
     if not found or value is None:
@@ -265,30 +226,64 @@ def _rationale(obj: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _candidates(text: str) -> list[dict[str, Any]]:
-    """Objects to try, last first; raises when the reply ends inside an unfinished object."""
-    objects, unfinished = _scan(text)
+def _candidates(text: str) -> list[Span]:
+    """The reply's top-level objects in order; raises when the reply ends inside an unfinished object."""
+    spans, unfinished = scan(text)
     if unfinished:
         raise ParseError("the reply ends inside an unfinished JSON object (cut off by max_tokens?)")
-    return list(reversed(objects))
+    return spans
 
 
-_LAST_LINE = re.compile(r"^[\W_]*(?P<key>[A-Za-z ]+?)[\W_]*\s*[:=]\s*(?P<value>.+?)\s*$")
+_FENCE = re.compile(r"```[a-zA-Z]*")
+_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
+_KEY = re.compile(r"[A-Za-z ]+")
+_BRACKET = re.compile(r"\W*(\[\[[A-Ca-c]\]\])\W*")
+# Between two answer objects of one run: blank space, list punctuation, code fences — no words.
+_SEPARATOR = re.compile(r"[\s,;\[\]]*(?:```[A-Za-z]*[\s,;\[\]]*)*")
 
 
-def _plain_answer(text: str, keys: Sequence[str]) -> str | None:
-    """The answer of a reply without JSON: the whole (short) reply, or its last line ``key: value``."""
-    stripped = re.sub(r"```[a-zA-Z]*", "", text).strip()
+def _line_answer(line: str, keys: Sequence[str]) -> str | None:
+    """The value of a line ``key: value`` (or ``key = value``, the key among ``keys``; ``[[A]]`` for winners)."""
+    cut = min((i for i in (line.find(":"), line.find("=")) if i >= 0), default=-1)
+    if 0 < cut <= 60:
+        key = _EDGE.sub("", line[:cut])
+        value = line[cut + 1:].strip()
+        if value and _KEY.fullmatch(key) and _norm(key) in keys:
+            return value
+    if "winner" in keys:
+        bracket = _BRACKET.fullmatch(line)
+        return bracket.group(1) if bracket else None
+    return None
+
+
+def _plain_answers(text: str, keys: Sequence[str]) -> list[str]:
+    """The plain-text answers ending ``text``, last first: its run of final ``key: value`` lines, or the whole text
+    when it is one short line. Lines before the last non-answer line are prose (possibly quoting the response)."""
+    stripped = _FENCE.sub("", text).strip()
     if not stripped:
-        return None
-    last = stripped.splitlines()[-1].strip()
-    match = _LAST_LINE.match(last)
-    if match and _norm(match.group("key")) in keys:
-        return match.group("value")
-    if "\n" not in stripped and len(stripped) <= 40:
-        return stripped
-    bracket = re.fullmatch(r"\W*(\[\[[A-Ca-c]\]\])\W*", last)
-    return bracket.group(1) if bracket and "winner" in keys else None
+        return []
+    lines = [line.strip() for line in stripped.splitlines() if line.strip()]
+    answers = []
+    for line in reversed(lines):
+        value = _line_answer(line, keys)
+        if value is None:
+            break
+        answers.append(value)
+    if not answers and len(lines) == 1 and len(stripped) <= 40:
+        answers.append(stripped)
+    return answers
+
+
+def _agree(answers: Sequence[Any], read: Callable[[Any], Any]) -> None:
+    """Raise when the readable ``answers`` (``read`` gives ``None`` for an unreadable one) do not all agree."""
+    readings: list[Any] = []
+    for answer in answers:
+        reading = read(answer)
+        if reading is not None and reading not in readings:
+            readings.append(reading)
+    if len(readings) > 1:
+        shown = " vs ".join(str(reading) for reading in readings)
+        raise ParseError(f"conflicting verdicts in one reply ({shown}); give exactly one answer")
 
 
 def _describe(text: str) -> str:
@@ -298,65 +293,128 @@ def _describe(text: str) -> str:
 # --------------------------------------------------------------------------- parsers
 
 
-def _last_with(text: str, *keys: str) -> tuple[dict[str, Any], Any] | None:
-    """The last object holding one of ``keys``, with that key's value; ``None`` when no object has one.
+def _run(text: str, spans: Sequence[Span], index: int) -> list[Span]:
+    """The objects just before ``spans[index]`` with nothing but separators between them (its answer run)."""
+    run = []
+    while index > 0 and _SEPARATOR.fullmatch(text, spans[index - 1].end, spans[index].start):
+        index -= 1
+        run.append(spans[index])
+    return run
+
+
+def _answer(text: str, keys: tuple[str, ...], read: Callable[[Any], Any]) -> tuple[Mapping[str, Any], Any] | None:
+    """The judge's JSON answer: the last object holding one of ``keys``, with that key's value; ``None`` when no
+    object has one. Raises :class:`ParseError` when the judge's own answers disagree (see the module docs).
 
     Objects after it that carry a rationale but none of the keys stop the search with a :class:`ParseError`: that
     is the judge's own (malformed) answer, and an earlier object may be a quote from the judged response.
     """
-    for obj in _candidates(text):
-        found, value = _field(obj, *keys)
-        if found:
-            return obj, value
-        if _field(obj, "rationale", "reasoning", "explanation")[0]:
+    spans = _candidates(text)
+    for index in range(len(spans) - 1, -1, -1):
+        values = _values(spans[index].obj, *keys)
+        if values:
+            break
+        if _field(spans[index].obj, "rationale", "reasoning", "explanation")[0]:
             raise ParseError(f"the reply's last JSON object has no {keys[0]!r}")
-    return None
+    else:
+        return None
+    answers = list(values)
+    for span in _run(text, spans, index):
+        answers.extend(_values(span.obj, *keys))
+    answers.extend(_plain_answers(text[spans[-1].end:], keys))
+    _agree(answers, read)
+    readable = [value for value in values if read(value) is not None]
+    return spans[index].obj, (readable or values)[-1]
+
+
+def _plain(text: str, keys: tuple[str, ...], read: Callable[[Any], Any]) -> str | None:
+    """The answer of a reply without a JSON answer (checked against the plain answers just before it)."""
+    answers = _plain_answers(text, keys)
+    _agree(answers, read)
+    return answers[0] if answers else None
+
+
+def _verdict_reply(obj: Mapping[str, Any], value: Any) -> VerdictReply:
+    verdict = normalize_verdict(value)
+    if verdict is None:
+        raise ParseError(f"'verdict' must be \"met\", \"unmet\" or \"not_applicable\", got {_short(value)}")
+    return VerdictReply(verdict, _rationale(obj))
 
 
 def parse_verdict(text: str) -> VerdictReply:
-    """The last object with a ``verdict`` (see the module docs for accepted spellings)."""
-    hit = _last_with(text, "verdict")
+    """The last object with a ``verdict`` (see the module docs for accepted spellings and conflicts)."""
+    hit = _answer(text, ("verdict",), normalize_verdict)
     if hit is not None:
-        verdict = normalize_verdict(hit[1])
-        if verdict is None:
-            raise ParseError(f"'verdict' must be \"met\", \"unmet\" or \"not_applicable\", got {_short(hit[1])}")
-        return VerdictReply(verdict, _rationale(hit[0]))
-    answer = _plain_answer(text, ("verdict",))
+        return _verdict_reply(*hit)
+    answer = _plain(text, ("verdict",), normalize_verdict)
     verdict = normalize_verdict(answer) if answer is not None else None
     if verdict is None:
         raise ParseError(_describe(text) + " ('verdict')")
     return VerdictReply(verdict, None)
 
 
-def parse_level(text: str, low: int, high: int, *, allow_not_applicable: bool = True) -> LevelReply:
-    """The last object with a ``level`` in [low, high] (``"not_applicable"`` → ``level=None`` when allowed)."""
-    hit = _last_with(text, "level", "score")
-    if hit is not None:
-        obj, value = hit
+def _level_reader(low: int, high: int, allow_not_applicable: bool) -> Callable[[Any], int | str | None]:
+    """What a ``level`` value means: the level, ``"not_applicable"`` (when allowed), or ``None`` (unreadable)."""
+    def read(value: Any) -> int | str | None:
         level = _integer(value, low, high)
         if level is not None:
-            return LevelReply(level, _rationale(obj))
+            return level
         na = value is None or (isinstance(value, str) and _norm(value) in _NA_WORDS)
-        if na and allow_not_applicable:
-            return LevelReply(None, _rationale(obj))
+        return "not_applicable" if na and allow_not_applicable else None
+    return read
+
+
+def _level_reply(obj: Mapping[str, Any], value: Any, low: int, high: int, allow_not_applicable: bool) -> LevelReply:
+    reading = _level_reader(low, high, allow_not_applicable)(value)
+    if reading is None:
         raise ParseError(f"'level' must be an integer from {low} to {high}, got {_short(value)}")
-    answer = _plain_answer(text, ("level", "score"))
+    return LevelReply(reading if isinstance(reading, int) else None, _rationale(obj))
+
+
+def parse_level(text: str, low: int, high: int, *, allow_not_applicable: bool = True) -> LevelReply:
+    """The last object with a ``level`` in [low, high] (``"not_applicable"`` → ``level=None`` when allowed)."""
+    read = _level_reader(low, high, allow_not_applicable)
+    hit = _answer(text, ("level", "score"), read)
+    if hit is not None:
+        return _level_reply(*hit, low, high, allow_not_applicable)
+    answer = _plain(text, ("level", "score"), read)
     level = _integer(answer, low, high) if answer is not None else None
     if level is None:
         raise ParseError(_describe(text) + f" ('level' from {low} to {high})")
     return LevelReply(level, None)
 
 
+def _final_line(text: str) -> str | None:
+    """The reply's last non-blank line when it has more than one (a second answer there may conflict)."""
+    lines = [line.strip() for line in _FENCE.sub("", text).splitlines() if line.strip()]
+    return lines[-1] if len(lines) > 1 else None
+
+
+def _check_final(text: str, first: Any, read: Callable[[str], Any], keys: Sequence[str] = ()) -> None:
+    """A one-token answer read from the reply's start must agree with a bare answer on its last line (or a last
+    line ``answer: …``, or ``key: …`` for one of ``keys``)."""
+    final = _final_line(text)
+    if final is not None:
+        _agree([first, _line_answer(final, ("answer", "final answer", *keys)) or final], read)
+
+
+def _digit_reader(low: int, high: int) -> Callable[[Any], int | None]:
+    return lambda value: value if isinstance(value, int) else _integer(value, low, high)
+
+
 def parse_digit(text: str, low: int, high: int) -> int:
     """A one-digit level answer (likert mode): the first non-blank character, inside [low, high]."""
     stripped = text.strip().strip("\"'`*")
-    if stripped[:1].isdigit() and not stripped[1:2].isdigit():
+    if stripped[:1].isdecimal() and not stripped[1:2].isdecimal():
         value = int(stripped[0])
         if low <= value <= high:
+            _check_final(text, value, _digit_reader(low, high), ("level", "score"))
             return value
     try:
         level = parse_level(text, low, high, allow_not_applicable=False).level
-    except ParseError:
+    except ParseError as error:
+        if "conflicting" in error.reason:
+            raise
         level = None
     if level is None:
         raise ParseError(f"expected one digit from {low} to {high}")
@@ -365,14 +423,17 @@ def parse_digit(text: str, low: int, high: int) -> int:
 
 def parse_rating(text: str, low: int = 1, high: int = 10) -> RatingReply:
     """The last object with a ``rating`` in [low, high] (holistic mode)."""
-    hit = _last_with(text, "rating", "score")
+    def read(value: Any) -> int | None:
+        return _integer(value, low, high)
+
+    hit = _answer(text, ("rating", "score"), read)
     if hit is not None:
-        rating = _integer(hit[1], low, high)
+        rating = read(hit[1])
         if rating is None:
             raise ParseError(f"'rating' must be an integer from {low} to {high}, got {_short(hit[1])}")
         return RatingReply(rating, _rationale(hit[0]))
-    answer = _plain_answer(text, ("rating", "score"))
-    rating = _integer(answer, low, high) if answer is not None else None
+    answer = _plain(text, ("rating", "score"), read)
+    rating = read(answer) if answer is not None else None
     if rating is None:
         raise ParseError(_describe(text) + f" ('rating' from {low} to {high})")
     return RatingReply(rating, None)
@@ -380,17 +441,22 @@ def parse_rating(text: str, low: int = 1, high: int = 10) -> RatingReply:
 
 def parse_winner(text: str) -> WinnerReply:
     """The last object with a ``winner`` (pairwise), in the order shown."""
-    hit = _last_with(text, "winner")
+    hit = _answer(text, ("winner",), normalize_winner)
     if hit is not None:
         winner = normalize_winner(hit[1])
         if winner is None:
             raise ParseError(f"'winner' must be \"A\", \"B\" or \"tie\", got {_short(hit[1])}")
         return WinnerReply(winner, _rationale(hit[0]))
-    answer = _plain_answer(text, ("winner", "verdict", "better"))
+    answer = _plain(text, ("winner", "verdict", "better"), normalize_winner)
     winner = normalize_winner(answer) if answer is not None else None
     if winner is None:
         raise ParseError(_describe(text) + " ('winner')")
     return WinnerReply(winner, None)
+
+
+def _yes_no(value: Any) -> str | None:
+    word = _norm(value) if isinstance(value, str) else ""
+    return word if word in ("yes", "no") else None
 
 
 def parse_yes_no(text: str) -> bool:
@@ -398,8 +464,26 @@ def parse_yes_no(text: str) -> bool:
     words = _norm(text).split()
     first = words[0].strip(_STRIP) if words else ""
     if first in ("yes", "no"):
+        _check_final(text, first, _yes_no)
         return first == "yes"
     raise ParseError("expected one word, Yes or No")
+
+
+def _letter(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    word = _norm(value).strip("[]")
+    return word.upper() if word in ("a", "b") else None
+
+
+def parse_letter(text: str) -> Literal["A", "B"]:
+    """A one-letter ``A`` / ``B`` reply (pairwise choice read as text): the first non-blank character alone."""
+    stripped = text.strip().strip("\"'`*().:").strip()
+    letter = stripped[:1].upper()
+    if letter in ("A", "B") and not stripped[1:2].isalnum():
+        _check_final(text, letter, _letter)
+        return "A" if letter == "A" else "B"
+    raise ParseError("expected one letter, A or B")
 
 
 def _entries(obj: Mapping[str, Any], ids: Sequence[str]) -> Mapping[str, Any] | None:
@@ -411,27 +495,43 @@ def _entries(obj: Mapping[str, Any], ids: Sequence[str]) -> Mapping[str, Any] | 
         if isinstance(value, Mapping) and wanted & set(value):
             return value
         if isinstance(value, list):
-            rows = {}
+            rows = []
             for row in value:
                 if isinstance(row, Mapping):
                     _, cid = _field(row, "id", "criterion id", "criterion")
                     if isinstance(cid, str) and cid in wanted:
-                        rows[cid] = row
+                        rows.append((cid, row))
             if rows:
-                return rows
+                return from_pairs(rows)  # an id listed twice keeps both rows (for the conflict check)
     return None
 
 
 def _entry(value: Any, scale: tuple[int, int] | None) -> VerdictReply | LevelReply | ParseError:
+    """One criterion's entry of a per-response reply; raises :class:`ParseError` only for conflicting verdicts."""
+    keys = ("level", "score") if scale else ("verdict",)
     if isinstance(value, str) or value is None or isinstance(value, (bool, int, float)):
-        value = {"level" if scale else "verdict": value}
+        value = {keys[0]: value}
     if not isinstance(value, Mapping):
         return ParseError(f"expected an object, got {_short(value)}")
+    read = _level_reader(*scale, True) if scale else normalize_verdict
+    values = _values(value, *keys)
+    if not values:
+        return ParseError(f"the entry has no {keys[0]!r}")
+    _agree(values, read)
+    chosen = ([v for v in values if read(v) is not None] or values)[-1]
     try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-        return parse_level(text, *scale) if scale else parse_verdict(text)
+        return _level_reply(value, chosen, *scale, True) if scale else _verdict_reply(value, chosen)
     except ParseError as error:
         return error
+
+
+def _entry_reading(value: Any, scale: tuple[int, int] | None) -> Any:
+    entry = _entry(value, scale)
+    if isinstance(entry, ParseError):
+        return None
+    if isinstance(entry, LevelReply):
+        return "not_applicable" if entry.level is None else entry.level
+    return entry.verdict
 
 
 def parse_per_response(
@@ -440,13 +540,20 @@ def parse_per_response(
     """Per criterion id: its verdict (or level, for ids mapped to a ``(low, high)`` scale) or a :class:`ParseError`.
 
     The last object that holds at least one of the ids is used; ids missing from it get a ParseError each. Raises
-    :class:`ParseError` when no object holds any id.
+    :class:`ParseError` when no object holds any id, and when the reply gives one id conflicting verdicts (the id
+    twice in that object, or a different verdict in an object of its answer run; see the module docs).
     """
     ids = list(criteria)
-    for obj in _candidates(text):
-        entries = _entries(obj, ids)
+    spans = _candidates(text)
+    for index in range(len(spans) - 1, -1, -1):
+        entries = _entries(spans[index].obj, ids)
         if entries is None:
             continue
+        tables = [entries] + [t for t in (_entries(s.obj, ids) for s in _run(text, spans, index)) if t is not None]
+        for cid in ids:
+            scale = criteria[cid]
+            values = [v for t in tables if cid in t for v in getattr(t, "repeated", {}).get(cid, [t[cid]])]
+            _agree(values, lambda v, scale=scale: _entry_reading(v, scale))  # type: ignore[misc]
         return {
             cid: _entry(entries[cid], criteria[cid]) if cid in entries else ParseError(f"no entry for {cid!r}")
             for cid in ids

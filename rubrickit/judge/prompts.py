@@ -8,7 +8,8 @@ lines in the output) means no text inside a variable can ever start a new messag
 Untrusted text — the user prompt or conversation, the judged response(s), reference answers, and criterion text
 too — is passed as *data*: it is inserted by ``{{ variable }}`` and never rendered as a template (``{{ 7*7 }}`` in a
 response stays literal), and :func:`neutralize` first defuses any delimiter tag inside it (``</response>`` becomes
-``&lt;/response>``), so a response cannot close its block and pose as instructions.
+``&lt;/response>``), so a response cannot close its block and pose as instructions — not even with invisible
+characters or look-alike letters inside the tag.
 
 Templates are found, in order, in the user's ``templates_dir`` (same file names), then in the package
 (``rubrickit/prompts``, which ships the top-level ``prompts/`` folder), then in ``prompts/`` beside the package in a
@@ -18,8 +19,10 @@ never an empty string.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,17 +78,67 @@ DELIMITER_TAGS = (
 )
 """Tags the templates use as delimiters around data; any of them inside untrusted text is defused."""
 
-_TAG_RE = re.compile(
-    r"[<\uff1c\ufe64](\s*/?\s*(?:" + "|".join(sorted(DELIMITER_TAGS, key=len, reverse=True)) + r")\b)",
-    re.IGNORECASE,
-)
+# Characters that render as nothing (zero-width spaces and joiners, soft hyphen, bidi controls, variation selectors,
+# tag characters, fillers): inserted into a delimiter they hide it from a plain match, not from the judge's eyes.
+_INVISIBLE = ("\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+              "\u3164\ufe00-\ufe0f\ufeff\uffa0\U0001d173-\U0001d17a\U000e0000-\U000e007f\U000e0100-\U000e01ef")
+# Look-alikes of the delimiter's characters: brackets and slashes, and letters from Cyrillic, Greek, Armenian and
+# Latin extensions (mathematical, full-width, circled and roman-numeral forms are added from their NFKC forms).
+_LOOKALIKE_LT = "<\uff1c\ufe64\u2039\u3008\u2329\u27e8\u02c2\u1438\u276e\u29fc"
+_LOOKALIKE_SLASH = "/\uff0f\u2215\u2044\u29f8\u2571"
+_LOOKALIKE_LETTERS = {
+    "a": "\u0430\u0251\u03b1", "b": "\u0185\u044c", "c": "\u0441\u03f2\u1d04", "d": "\u0501",
+    "e": "\u0435\u04bd\u212f", "i": "\u0456\u0131\u0269\u03b9\u04cf", "l": "\u04cf\u2113\u01c0I",
+    "n": "\u0578", "o": "\u043e\u03bf\u0585\u1d0f", "p": "\u0440\u03c1\u2374", "r": "\u0433\u1d26",
+    "s": "\u0455\ua731", "t": "\u0442", "u": "\u03c5\u057d\u1d1c", "v": "\u03bd\u0475\u1d20", "_": "\uff3f",
+}
+_NFKC_LETTER_BLOCKS = ((0xFF21, 0xFF5B), (0x1D400, 0x1D6A4), (0x24B6, 0x24EA), (0x2170, 0x2180), (0x1F130, 0x1F14A))
+
+
+def _letter_classes() -> dict[str, str]:
+    """Per ASCII letter (and ``_``), a regex class of it and its look-alikes."""
+    chars: dict[str, set[str]] = {letter: {letter, *more} for letter, more in _LOOKALIKE_LETTERS.items()}
+    for low, high in _NFKC_LETTER_BLOCKS:
+        for code in range(low, high):
+            folded = unicodedata.normalize("NFKC", chr(code)).lower()
+            if len(folded) == 1 and folded.isascii():
+                chars.setdefault(folded, {folded}).add(chr(code))
+    return {letter: "[" + "".join(re.escape(c) for c in sorted(group)) + "]" for letter, group in chars.items()}
+
+
+_LETTER_CLASSES = _letter_classes()
+
+
+def _letter_class(letter: str) -> str:
+    return _LETTER_CLASSES.get(letter, re.escape(letter))
+
+
+def _tag_pattern(tag: str) -> str:
+    return f"[{_INVISIBLE}]*".join(_letter_class(letter) for letter in tag)
+
+
+@functools.cache
+def _tag_re() -> re.Pattern[str]:
+    """The delimiter-tag pattern (compiled on first use: its look-alike classes take ~50 ms to compile)."""
+    return re.compile(
+        f"[{_LOOKALIKE_LT}]([\\s{_INVISIBLE}]*(?:[{_LOOKALIKE_SLASH}][\\s{_INVISIBLE}]*)?(?:"
+        + "|".join(_tag_pattern(tag) for tag in sorted(DELIMITER_TAGS, key=len, reverse=True)) + r")\b)",
+        re.IGNORECASE,
+    )
+
+
 _ROLE_RE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def neutralize(text: str) -> str:
-    """Defuse delimiter tags inside untrusted text: ``</response>`` → ``&lt;/response>`` (any case, spacing, or
-    full-width ``＜``), so the text cannot close its block or open another. Everything else is kept as is."""
-    return _TAG_RE.sub(lambda match: "&lt;" + match.group(1), text)
+    """Defuse delimiter tags inside untrusted text: ``</response>`` → ``&lt;/response>``, so the text cannot close
+    its block or open another. Any case and spacing count, and so do invisible characters anywhere in the tag (a
+    zero-width space after the ``<``, a joiner or soft hyphen inside the name, bidi controls, variation selectors,
+    tag characters) and look-alikes (a Cyrillic ``е``, full-width letters, ``＜``, ``‹``, ``∕``):
+    only the opening bracket is replaced, everything else — including the invisible characters, which emoji and
+    some scripts need — is kept as is. Delimiters stay fixed words rather than per-render random ones: prompts must
+    be byte-identical across runs for the judge cache and for the prefix caching of criterion calls."""
+    return _tag_re().sub(lambda match: "&lt;" + match.group(1), text)
 
 
 @dataclass(frozen=True)
