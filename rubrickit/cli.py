@@ -329,10 +329,10 @@ def parse_mapping(values: list[str] | None) -> dict[str, str] | None:
 
 
 # Commands of the later stages live in their own modules; importing them registers them on ``app``.
-from . import cli_eval, cli_generate, cli_refine  # noqa: E402
+from . import cli_eval, cli_generate, cli_refine, cli_rl  # noqa: E402
 
 app.add_typer(cli_generate.generate_app, name="generate")
-_ = (cli_eval, cli_refine)
+_ = (cli_eval, cli_refine, cli_rl)
 
 
 def main() -> None:

@@ -1,0 +1,11 @@
+"""Trainer adapters over the reward core :mod:`rubrickit.rewards` (DESIGN §10; docs/rl.md).
+
+One small module per framework, imported on demand (importing this package loads none of them):
+
+- :mod:`rubrickit.integrations.trl`: ``reward_function(...)`` for ``GRPOTrainer(reward_funcs=[...])``;
+- :mod:`rubrickit.integrations.verl`: ``compute_score`` (per sample, batch and async) for
+  ``custom_reward_function``;
+- :mod:`rubrickit.integrations.openrlhf`: recovering responses from OpenRLHF's decoded queries, and the
+  ``reward_func`` file variant;
+- :mod:`rubrickit.integrations.server`: ``rubrickit serve``, the HTTP reward server (``POST /get_reward``).
+"""
