@@ -248,3 +248,26 @@ def generation(result: Any, path: Path, *, extra_outputs: Sequence[str] = ()) ->
         for skip in result.skipped:
             counts[skip.get("reason", "?")] = counts.get(skip.get("reason", "?"), 0) + 1
         note(f"skipped {len(result.skipped)} prompts: " + "; ".join(f"{r} ×{n}" for r, n in counts.items()))
+
+
+def rank_summary(result: Any) -> None:
+    """What ``rank`` did: rows, candidates, unscored, the best and spread of rewards, and the pairs written."""
+    records = result.records
+    best = [r.rewards[r.best] for r in records if r.best is not None]
+    spread = [r.rewards[r.ranking[0]] - r.rewards[r.ranking[-1]] for r in records if len(r.ranking) > 1]
+    grid = Table("rows", "candidates", "unscored", "mean best reward", "mean spread", title="ranking")
+    grid.add_row(str(len(records)), str(result.candidates), str(result.unscored),
+                 _num(sum(best) / len(best) if best else None), _num(sum(spread) / len(spread) if spread else None))
+    out.print(grid)
+    if result.out is not None:
+        note(f"wrote {result.out}")
+    if result.resumed:
+        note(f"resumed: {result.resumed} row(s) were already in {result.out} and were skipped")
+    if result.redone:
+        note(f"resumed: {result.redone} row(s) with unscored candidates were removed from {result.out} and "
+             "ranked again")
+    if result.pairs is not None:
+        stats = result.pairs
+        note(f"wrote {stats.pairs} preference pair(s) to {result.pairs_out} (skipped: {stats.ties} tie(s), "
+             f"{stats.too_few} row(s) with fewer than two scored candidates; {stats.unscored} unscored "
+             "candidate(s) left out)")

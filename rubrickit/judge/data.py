@@ -34,7 +34,9 @@ from .. import _io
 from .._io import iter_jsonl_lines, iter_lines, loads_json, no_rows, read_text
 from ..errors import MissingDependencyError, RubricError, format_location
 
-__all__ = ["ChatMessage", "DataItem", "PairItem", "load_items", "load_pairs", "stable_id"]
+__all__ = [
+    "CandidateSet", "ChatMessage", "DataItem", "PairItem", "load_candidates", "load_items", "load_pairs", "stable_id",
+]
 
 MAX_PROBLEMS = 50
 
@@ -161,6 +163,36 @@ class PairItem(BaseModel):
     def _default_id(self) -> PairItem:
         if not self.id:
             object.__setattr__(self, "id", stable_id(self.prompt, self.response_a, self.response_b))
+        return self
+
+
+class CandidateSet(BaseModel):
+    """Several responses to one prompt, to rank (best-of-N; ``rubrickit rank``)."""
+
+    model_config = _CONFIG
+
+    id: str = ""
+    """The row's id (a stable hash of the prompt and responses when the row has none)."""
+    prompt: Prompt
+    """The user prompt: a string or a chat."""
+    responses: list[str] = Field(min_length=1)
+    """The candidate responses, in the order the ranking refers to them (by index)."""
+    reference: str | None = None
+    """A reference answer, shown to the judge when present."""
+    prompt_id: str | None = None
+    """Picks the prompt-specific rubric from a rubric set."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """Other columns of the row, kept as they were."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extras(cls, data: Any) -> Any:
+        return _split_extras(cls, data)
+
+    @model_validator(mode="after")
+    def _default_id(self) -> CandidateSet:
+        if not self.id:
+            object.__setattr__(self, "id", stable_id(self.prompt, self.responses))
         return self
 
 
@@ -371,6 +403,12 @@ def load_pairs(path: str | Path, *, mapping: Mapping[str, str] | None = None,
                allow_empty: bool = False) -> list[PairItem]:
     """Read response pairs (``response_a``/``response_b``, or ``chosen``/``rejected``) like :func:`load_items`."""
     return _load(path, PairItem, mapping, allow_empty=allow_empty, known=("chosen", "rejected"))
+
+
+def load_candidates(path: str | Path, *, mapping: Mapping[str, str] | None = None,
+                    allow_empty: bool = False) -> list[CandidateSet]:
+    """Read rows of candidate responses (``prompt``, ``responses``: a list) like :func:`load_items`."""
+    return _load(path, CandidateSet, mapping, allow_empty=allow_empty)
 
 
 def coerce_items(items: Iterable[DataItem | Mapping[str, Any]]) -> list[DataItem]:

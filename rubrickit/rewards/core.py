@@ -174,7 +174,7 @@ class RewardStats(BaseModel):
     calls: int = 0
     """Backend calls made."""
     cache_hits: int = 0
-    """Judgments answered from the cache."""
+    """Judgments answered without a call: from the cache, or by an identical request of this judge's life."""
     seconds: float = 0.0
     """Wall time spent scoring."""
 
@@ -476,7 +476,7 @@ class RewardScorer:
     async def ascore(self, samples: Iterable[Mapping[str, Any] | DataItem]) -> RewardBatch:
         """Score a batch concurrently; rewards and details come back in input order."""
         started = time.monotonic()
-        before = (self.judge.accounting.calls, self.judge.accounting.cache_hits)
+        before = self._answered()
         prepared = [self._item(sample, index) for index, sample in enumerate(samples)]
         details = await _gather_all([self._one(*entry) for entry in prepared])
         details = self._finish(details)
@@ -491,6 +491,11 @@ class RewardScorer:
     def score(self, samples: Iterable[Mapping[str, Any] | DataItem]) -> RewardBatch:
         """Sync :meth:`ascore` (runs the judge's own event loop; works inside a running loop too)."""
         return self.judge._sync(self.ascore(list(samples)))  # noqa: SLF001 - the judge's loop runner
+
+    def _answered(self) -> tuple[int, int]:
+        """(backend calls, judgments answered without one: the persistent cache or an identical earlier request)."""
+        accounting = self.judge.accounting
+        return accounting.calls, accounting.cache_hits + self.judge.duplicates
 
     def _finish(self, details: list[RewardDetail]) -> list[RewardDetail]:
         """Group normalisation over the scored samples, then the failure policy's value for the rest."""
@@ -512,9 +517,9 @@ class RewardScorer:
         return [d if d.scored else d.model_copy(update={"reward": fallback}) for d in details]
 
     def _stats(self, details: Sequence[RewardDetail], started: float, before: tuple[int, int]) -> RewardStats:
-        stats = RewardStats(samples=len(details), seconds=time.monotonic() - started,
-                            calls=self.judge.accounting.calls - before[0],
-                            cache_hits=self.judge.accounting.cache_hits - before[1])
+        calls, hits = self._answered()
+        stats = RewardStats(samples=len(details), seconds=time.monotonic() - started, calls=calls - before[0],
+                            cache_hits=hits - before[1])
         for detail in details:
             stats.coverage_sum += detail.coverage
             stats.error_verdicts += detail.errors
