@@ -30,6 +30,8 @@ from .generate import generate as generate_rubrics  # the subpackage keeps the n
 from .judge import DataItem, Judge, JudgeOptions, PairItem, PairRecord, compare_files, score_files
 from .lint import LintFinding, lint_paths, lint_rubric
 from .refine import refine_file, weight_file
+from .rewards import RewardOptions, RewardScorer
+from .rewards.rank import rank_files
 
 # rubric must be imported before rubric_io (rubric re-exports the loaders at its end).
 from .rubric import (  # noqa: I001
@@ -54,6 +56,9 @@ from .rubric_io import rubric_json_schema, validate_paths
 __version__ = "0.1.0"
 
 __all__ = [
+    "RewardOptions",
+    "RewardScorer",
+    "rank_files",
     "Aggregate",
     "Backend",
     "BackendCallError",

@@ -16,6 +16,7 @@ EXPECTED = {
     "Backend", "DataItem", "Judge", "JudgeOptions", "PairItem", "PairRecord", "compare_files", "get_backend",
     "score_files",
     "evaluate", "generate_rubrics", "refine_file", "weight_file",
+    "RewardOptions", "RewardScorer", "rank_files",
 }
 
 
