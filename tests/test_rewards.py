@@ -368,3 +368,18 @@ def MIXED_PATH(tmp_path: Path) -> Path:  # noqa: N802 - reads like the constant 
     path = tmp_path / "mixed.yaml"
     save_rubric(MIXED, path)
     return path
+
+
+def test_candidate_rows_from_csv_and_located_errors(tmp_path: Path) -> None:
+    from rubrickit.judge.data import load_candidates
+
+    csv = tmp_path / "c.csv"
+    csv.write_text('id,prompt,responses\nc1,hello,"[""a"", ""b b""]"\n')
+    assert load_candidates(csv)[0].responses == ["a", "b b"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "prompt": "p", "responses": []}\n{"id": "y", "prompt": "p", "response": "r"}\n')
+    with pytest.raises(RubricError) as caught:
+        load_candidates(bad)
+    message = str(caught.value)
+    assert "bad.jsonl:1" in message and "responses" in message
+    assert "bad.jsonl:2" in message

@@ -189,6 +189,16 @@ class CandidateSet(BaseModel):
     def _extras(cls, data: Any) -> Any:
         return _split_extras(cls, data)
 
+    @field_validator("responses", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):  # a CSV cell holding a JSON list
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("a JSON list of strings was expected, e.g. [\"first\", \"second\"]") from None
+        return value
+
     @model_validator(mode="after")
     def _default_id(self) -> CandidateSet:
         if not self.id:
