@@ -35,7 +35,8 @@ def _workspace(tmp_path: Path, shared: Path | None) -> Path:
     return work
 
 
-NEEDS_A_JUDGE = ("rubrickit score", "rubrickit compare", "rubrickit generate", "rubrickit eval", "rubrickit report")
+NEEDS_A_JUDGE = ("rubrickit score", "rubrickit compare", "rubrickit generate", "rubrickit eval", "rubrickit report",
+                 "rubrickit rank", "rubrickit serve")
 
 
 def _invoke(line: str) -> None:
