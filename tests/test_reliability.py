@@ -407,3 +407,22 @@ def test_an_answer_read_only_after_a_reask_is_not_asked_again_on_resume(files: d
         asked = [json.dumps(body) for body in server.chat_bodies[before:]]
     assert code == 0, output
     assert asked and not any("polite" in body for body in asked)  # read from the cache, under the first request
+
+
+def test_breaker_cancelled_probe_keeps_it_open_and_lets_another_probe() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(spec="openai:x", max_outage=100, window=10, min_calls=5, threshold=0.8,
+                             probe_interval=1.0, clock=lambda: now[0])
+    outage = RetryableBackendError("connection failed")
+
+    async def scenario() -> None:
+        for _ in range(5):
+            breaker.record(outage)
+        assert breaker.is_open
+        now[0] = 1.0
+        assert await breaker.admit() is True  # the probe goes, then its run is cancelled
+        breaker.release_probe()
+        assert breaker.is_open  # a cancelled probe proved nothing: the judge is still presumed down
+        assert await breaker.admit() is True  # and the next attempt may probe at once
+
+    asyncio.run(scenario())

@@ -119,6 +119,12 @@ class CircuitBreaker:
             if sum(self._outcomes) / len(self._outcomes) >= self.threshold:
                 self._open()
 
+    def release_probe(self) -> None:
+        """The probe's attempt was cancelled (its run went away): it says nothing about the judge, so the breaker
+        stays as it is and the next waiting attempt may probe."""
+        self._probing = False
+        self._notify()
+
     def _open(self) -> None:
         now = self._clock()
         self._opened_at = now

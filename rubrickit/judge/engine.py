@@ -337,7 +337,7 @@ class Judge(ChoiceScoring):
                 completion = await (asyncio.wait_for(attempt, timeout) if timeout is not None else attempt)
             except asyncio.CancelledError:
                 if probe:
-                    self.breaker.record(None, probe=True)  # the probe's run went away; let another probe go
+                    self.breaker.release_probe()  # the probe's run went away; another attempt may probe
                 raise
             except Exception as error:
                 self.breaker.record(error, probe=probe)
