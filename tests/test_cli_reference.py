@@ -14,7 +14,7 @@ from rubrickit.cli import app
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 UPDATE = bool(os.environ.get("RUBRICKIT_UPDATE_DOCS"))  # read at import: fixtures clean RUBRICKIT_* per test
-COMMANDS = ["validate", "lint", "show", "diff", "schema", "convert", "aggregate"]
+COMMANDS = ["validate", "lint", "show", "diff", "schema", "convert", "aggregate", "rank", "serve"]
 
 
 def render_reference() -> str:

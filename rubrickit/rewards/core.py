@@ -65,7 +65,8 @@ class RewardOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     on_error: OnError = "none"
-    """The reward of a sample that could not be scored: ``"none"`` (``None``: TRL and OpenRLHF skip it),
+    """The reward of a sample that could not be scored: ``"none"`` (``None``: TRL skips it; OpenRLHF cannot
+    train on it — its run stops — so pass a number there),
     ``"zero"``, a fixed number, or ``"raise"`` (:class:`RewardError` once the batch is done)."""
     min_coverage: float | None = Field(None, ge=0.0, le=1.0)
     """Accept a sample with ``error`` verdicts when its coverage (assessed / criteria) reaches this; also refuse a

@@ -1,0 +1,883 @@
+"""OpenRLHF: from its reward request (``query``, ``prompts``, ``labels``) to rubric rewards (docs/rl.md).
+
+OpenRLHF calls a reward in one of two ways, both with the same three lists and the same answer
+(``--remote_rm_url`` in older releases, ``--reward.remote_url`` in 2026 ones):
+
+- an HTTP URL: ``POST {"query": [...], "prompts": [...], "labels": [...]}`` — served by ``rubrickit serve``
+  (:mod:`rubrickit.integrations.server`);
+- a path ending in ``.py``: the file is imported and its ``reward_func(queries, prompts, labels, **kwargs)`` is
+  called — :func:`reward_func` here, configured from ``RUBRICKIT_*`` environment variables or :func:`configure`.
+
+What OpenRLHF sends (checked against OpenRLHF/OpenRLHF ``openrlhf/utils/agent.py``, 2026):
+
+- ``query``: the prompt's tokens followed by the generated tokens, decoded with ``skip_special_tokens=False``: the
+  chat template's special tokens are kept, and the generated end-of-turn token (``<|im_end|>``, ``<|eot_id|>``,
+  ``</s>``, …) is at the end. Older releases decoded whole left-padded batches, so a query may also start with pad
+  tokens and end with pad tokens.
+- ``prompts``: the prompt text as the dataset gave it to the tokenizer (the chat template applied when
+  ``--apply_chat_template`` is on).
+- ``labels``: the ``--label_key`` column of the sample (``None`` without one), any JSON value.
+
+The rules (each one documented in docs/rl.md, "prompt and response recovery"):
+
+1. **Response.** Leading pad and BOS tokens (:data:`PAD_TOKENS`, :data:`BOS_TOKENS`) are removed from the query
+   and the prompt; the prompt must then be a prefix of the query — exactly, or else ignoring whitespace (a
+   tokenizer's decode may add or drop spaces: SentencePiece word boundaries, ``clean_up_tokenization_spaces``).
+   The response is the rest, with end and pad tokens (:data:`END_TOKENS`) stripped from its end, repeatedly, and
+   surrounding whitespace removed. A query that does not start with its prompt is a :class:`QueryError` naming the
+   sample (the server answers 400): a reward is never computed from a guessed response.
+2. **What the judge sees as the prompt.** The templated prompt is parsed back into messages for the common chat
+   templates — ChatML (Qwen, SmolLM, Phi-4 ``<|im_sep|>``), Llama 3, Gemma, Mistral/Llama 2 ``[INST]`` (with
+   ``<<SYS>>`` and ``[SYSTEM_PROMPT]``), Phi-3 ``<|user|>`` and DeepSeek ``<｜User｜>``. A single user message
+   becomes a plain string (exactly what a data row for ``rubrickit score`` holds); anything else a chat (system,
+   earlier turns). The generation header and anything after it (an empty ``<think></think>`` block) are dropped.
+   A prompt in no recognised template is shown as it is. ``drop_system`` leaves system messages out (templates
+   that inject a default system prompt: Qwen 2.5, Llama 3.1's dates).
+3. **Labels.** A label that is a JSON object (or a string holding one, unless ``label_as`` is ``reference`` or
+   ``rubric``) supplies ``prompt_id``, ``reference``, ``rubric`` (or HealthBench ``rubrics``) and ``id``; other
+   keys are ignored (with a warning, once per key). A list is an inline rubric
+   (HealthBench items). A plain string (or number) is, by ``label_as``: ``auto`` (default) — the ``prompt_id``
+   when the rubric is a rubric set, else the ``reference``; ``reference``; ``prompt_id``; ``rubric`` (YAML/JSON
+   text); or ``ignore``. ``None`` and ``""`` carry nothing.
+
+The answer (:func:`answer`) is OpenRLHF's dict: ``rewards`` (what the advantage is computed from), ``scores`` (the
+aggregate before ``scale``/``shift``, in [0, 1] for ``weighted_mean``: OpenRLHF's dynamic filtering reads it),
+``extra_logs`` (numbers per sample, the same keys for every sample: OpenRLHF logs their means to wandb).
+A sample that could not be scored gets the failure policy's value in both lists (``None`` → JSON ``null``) and
+``rubrickit/scored`` 0 in ``extra_logs``. OpenRLHF turns each reward into a tensor and cannot train on ``null``
+(torch raises and the run stops): under OpenRLHF choose ``on_error`` ``0`` or another number to keep training
+with the count logged, or keep ``none`` to stop at the first sample the judge could not score.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import JudgeUnavailableError, RubrickitError
+from ..rewards.core import RewardDetail, RewardError, RewardOptions, RewardScorer, split_options
+from ..rubric import RubricSet
+
+__all__ = [
+    "BOS_TOKENS",
+    "END_TOKENS",
+    "PAD_TOKENS",
+    "BatchStats",
+    "MicroBatcher",
+    "Overloaded",
+    "QueryError",
+    "RecoveryOptions",
+    "RequestTooLarge",
+    "answer",
+    "build_samples",
+    "configure",
+    "judge_prompt",
+    "label_fields",
+    "parse_chat",
+    "reward_func",
+    "split_query",
+]
+
+log = logging.getLogger("rubrickit.serve")
+
+END_TOKENS: tuple[str, ...] = (
+    "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>", "<|finetune_right_pad_id|>",
+    "</s>", "<eos>", "<end_of_turn>", "<|end|>", "<|endofturn|>", "<｜end▁of▁sentence｜>", "<|return|>",
+    "<pad>", "<|pad|>", "[PAD]", "<unk>",
+)
+"""Stripped from the end of a response, repeatedly: the end-of-turn/end-of-text tokens of ChatML (Qwen),
+Llama 3, Llama 2/Mistral, Gemma, Phi-3, DeepSeek, gpt-oss, and the usual pad tokens."""
+PAD_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "[PAD]", "</s>", "<eos>",
+    "<unk>", "<|im_end|>", "<｜end▁of▁sentence｜>", "<|eot_id|>",
+)
+"""Stripped from the start of a query (left padding of a decoded batch; many tokenizers pad with their EOS)."""
+BOS_TOKENS: tuple[str, ...] = ("<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", "<｜begin▁of▁sentence｜>")
+"""Stripped from the start of both the query and the prompt before they are compared (a template or tokenizer may
+add its BOS to one and not the other)."""
+
+LabelAs = Literal["auto", "reference", "prompt_id", "rubric", "ignore"]
+
+
+class QueryError(RubrickitError, ValueError):
+    """A sample of a reward request cannot be used (its query does not start with its prompt, a bad label…)."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(f"sample {index}: {reason}")
+        self.index = index
+        """The sample's position in the request."""
+        self.reason = reason
+        """What is wrong, without the position."""
+
+
+class RequestTooLarge(RubrickitError):
+    """One request holds more samples than the batcher's queue (the server answers 413)."""
+
+
+class Overloaded(RubrickitError):
+    """The batcher's queue is full (the server answers 503 with ``Retry-After``)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds after which a retry is likely to be admitted."""
+
+
+@dataclass(frozen=True)
+class RecoveryOptions:
+    """How queries, prompts and labels become samples (the module docstring has the rules)."""
+
+    end_tokens: tuple[str, ...] = END_TOKENS
+    """Stripped from the end of the response, repeatedly."""
+    pad_tokens: tuple[str, ...] = PAD_TOKENS
+    """Stripped from the start of the query."""
+    bos_tokens: tuple[str, ...] = BOS_TOKENS
+    """Stripped from the start of the query and the prompt."""
+    label_as: LabelAs = "auto"
+    """What a plain-string label is."""
+    drop_system: bool = False
+    """Leave system messages out of the prompt the judge sees."""
+    parse_template: bool = True
+    """Parse chat templates back into messages (``False``: the judge sees the templated prompt text)."""
+
+    def __post_init__(self) -> None:
+        if self.label_as not in ("auto", "reference", "prompt_id", "rubric", "ignore"):
+            raise ValueError(f"label_as must be auto, reference, prompt_id, rubric or ignore, not {self.label_as!r}")
+        for name in ("end_tokens", "pad_tokens", "bos_tokens"):
+            tokens = tuple(t for t in getattr(self, name) if t)
+            # Longest first, so "<|end|>" never shadows a longer token that starts the same way.
+            object.__setattr__(self, name, tuple(sorted(dict.fromkeys(tokens), key=len, reverse=True)))
+
+
+# --------------------------------------------------------------------------- the response
+
+
+def _strip_leading(text: str, tokens: Sequence[str]) -> str:
+    """``text`` without any leading run of ``tokens`` (whitespace between them included)."""
+    while True:
+        stripped = text.lstrip()
+        for token in tokens:
+            if stripped.startswith(token):
+                text = stripped[len(token):]
+                break
+        else:
+            return text
+
+
+def _strip_trailing(text: str, tokens: Sequence[str]) -> str:
+    while True:
+        stripped = text.rstrip()
+        for token in tokens:
+            if stripped.endswith(token):
+                text = stripped[: len(stripped) - len(token)]
+                break
+        else:
+            return stripped
+
+
+def _loose_prefix_end(query: str, prompt: str) -> int | None:
+    """Where ``prompt`` ends in ``query`` when whitespace is ignored on both sides, or ``None``."""
+    i = 0
+    for char in prompt:
+        if char.isspace():
+            continue
+        while i < len(query) and query[i].isspace():
+            i += 1
+        if i >= len(query) or query[i] != char:
+            return None
+        i += 1
+    return i
+
+
+def split_query(query: str, prompt: str, options: RecoveryOptions | None = None, *, index: int = 0) -> str:
+    """The response inside ``query`` (prompt + response as OpenRLHF decodes it); :class:`QueryError` when the
+    query does not start with ``prompt`` after the documented normalisation."""
+    opts = options or RecoveryOptions()
+    if not isinstance(query, str):
+        raise QueryError(index, f"query must be a string, got {type(query).__name__}")
+    if not isinstance(prompt, str):
+        raise QueryError(index, f"prompt must be a string, got {type(prompt).__name__}")
+    lead = tuple(dict.fromkeys(opts.pad_tokens + opts.bos_tokens))
+    body = _strip_leading(query, lead)
+    head = _strip_leading(prompt, opts.bos_tokens)
+    if not head.strip():
+        raise QueryError(index, "the prompt is empty: the response cannot be told apart from it")
+    if body.startswith(head):
+        rest = body[len(head):]
+    else:
+        end = _loose_prefix_end(body, head)
+        if end is None:
+            raise QueryError(index, _mismatch(body, head))
+        rest = body[end:]
+    return _strip_trailing(rest, opts.end_tokens).strip()
+
+
+def _mismatch(body: str, head: str) -> str:
+    at = next((i for i, (a, b) in enumerate(zip(body, head, strict=False)) if a != b), min(len(body), len(head)))
+    if len(body) < len(head) and head.startswith(body):
+        detail = f"the query ({len(body)} characters) is shorter than its prompt ({len(head)} characters)"
+    else:
+        detail = (f"they differ at character {at}: query has {body[at:at + 20]!r}, "
+                  f"prompt has {head[at:at + 20]!r}")
+    tail = head[-200:] if len(head) > 200 else head[len(head) // 2:]
+    hint = ""
+    if len(tail) >= 16 and tail in body and not body.startswith(head):
+        hint = ("; the query holds the end of the prompt but not its start: OpenRLHF cuts prompts longer than "
+                "max_len - max_new_tokens from the left (raise --max_len or shorten the prompts)")
+    return f"the query does not start with its prompt ({detail}){hint}"
+
+
+# --------------------------------------------------------------------------- the prompt the judge sees
+
+
+def _msg(role: str, content: str) -> dict[str, str]:
+    return {"role": role, "content": content}
+
+
+_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "model": "assistant", "tool": "tool",
+          "ipython": "tool", "developer": "developer"}
+
+
+def _role(name: str) -> str | None:
+    return _ROLES.get(name.strip().lower())
+
+
+def _parse_turns(text: str, turn: re.Pattern[str], tail: re.Pattern[str], strip: bool) -> list[dict] | None:
+    messages, pos = [], 0
+    while True:
+        match = turn.match(text, pos)
+        if match is None:
+            break
+        role = _role(match.group(1))
+        if role is None:
+            return None
+        content = match.group(2)
+        messages.append(_msg(role, content.strip() if strip else content))
+        pos = match.end()
+    rest = text[pos:]
+    if rest.strip() and not tail.match(rest):
+        return None
+    return messages
+
+
+_CHATML_TURN = re.compile(r"\s*<\|im_start\|>([^\n<]*?)(?:\n|<\|im_sep\|>)(.*?)<\|im_end\|>", re.S)
+_CHATML_TAIL = re.compile(r"\s*<\|im_start\|>assistant(?:\n|<\|im_sep\|>)", re.S)
+_LLAMA3_TURN = re.compile(r"\s*<\|start_header_id\|>([^<]*?)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)
+_LLAMA3_TAIL = re.compile(r"\s*<\|start_header_id\|>assistant<\|end_header_id\|>", re.S)
+_GEMMA_TURN = re.compile(r"\s*<start_of_turn>([^\n<]*)\n(.*?)<end_of_turn>", re.S)
+_GEMMA_TAIL = re.compile(r"\s*<start_of_turn>model\n?", re.S)
+_PHI3_TURN = re.compile(r"\s*<\|(system|user|assistant)\|>\n?(.*?)<\|end\|>", re.S)
+_PHI3_TAIL = re.compile(r"\s*<\|assistant\|>", re.S)
+_INST = re.compile(r"\s*(?:<s>)?\s*\[INST\](.*?)\[/INST\]", re.S)
+_SYS_BLOCK = re.compile(r"^\s*<<SYS>>\n?(.*?)\n?<</SYS>>\s*", re.S)
+_SYSTEM_PROMPT = re.compile(r"\s*\[SYSTEM_PROMPT\](.*?)\[/SYSTEM_PROMPT\]", re.S)
+
+
+def _parse_inst(text: str) -> list[dict] | None:
+    """Mistral and Llama 2: ``<s>[INST] user [/INST] answer</s>[INST] user [/INST]``."""
+    messages: list[dict] = []
+    pos = 0
+    system = _SYSTEM_PROMPT.match(text)
+    if system:
+        messages.append(_msg("system", system.group(1).strip()))
+        pos = system.end()
+    while True:
+        match = _INST.match(text, pos)
+        if match is None:
+            return None if not messages or messages[-1]["role"] != "user" else messages
+        user = match.group(1)
+        block = _SYS_BLOCK.match(user)
+        if block:
+            messages.append(_msg("system", block.group(1).strip()))
+            user = user[block.end():]
+        messages.append(_msg("user", user.strip()))
+        pos = match.end()
+        end = text.find("</s>", pos)
+        following = text.find("[INST]", pos)
+        if following == -1:
+            return messages if not text[pos:].strip() else None
+        if end == -1 or end > following:
+            return None
+        messages.append(_msg("assistant", text[pos:end].strip()))
+        pos = end + len("</s>")
+
+
+_DS_USER, _DS_ASSISTANT, _DS_END = "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"
+
+
+def _parse_deepseek(text: str) -> list[dict] | None:
+    """DeepSeek V3/R1: ``{system}<｜User｜>u<｜Assistant｜>a<｜end▁of▁sentence｜><｜User｜>u<｜Assistant｜>``."""
+    system, sep, rest = text.partition(_DS_USER)
+    if not sep:
+        return None
+    messages = [_msg("system", system.strip())] if system.strip() else []
+    for chunk in rest.split(_DS_USER):
+        user, sep, answer = chunk.partition(_DS_ASSISTANT)
+        if not sep:
+            return None
+        messages.append(_msg("user", user.strip()))
+        answer, ended, after = answer.partition(_DS_END)
+        if ended:
+            if after.strip():
+                return None
+            messages.append(_msg("assistant", answer.strip()))
+        elif answer.strip() not in ("", "<think>"):
+            return None
+    return messages
+
+
+def parse_chat(prompt: str, options: RecoveryOptions | None = None) -> list[dict[str, str]] | None:
+    """The messages of a templated prompt (``[{"role", "content"}, ...]``), or ``None`` when it is in no template
+    recognised here (or not entirely)."""
+    opts = options or RecoveryOptions()
+    text = _strip_leading(prompt, opts.bos_tokens)
+    if "<|im_start|>" in text:
+        return _parse_turns(text, _CHATML_TURN, _CHATML_TAIL, strip=False)
+    if "<|start_header_id|>" in text:
+        return _parse_turns(text, _LLAMA3_TURN, _LLAMA3_TAIL, strip=True)
+    if "<start_of_turn>" in text:
+        return _parse_turns(text, _GEMMA_TURN, _GEMMA_TAIL, strip=True)
+    if "[INST]" in text:
+        return _parse_inst(text)
+    if _DS_USER in text:
+        return _parse_deepseek(text)
+    if "<|user|>" in text:
+        return _parse_turns(text, _PHI3_TURN, _PHI3_TAIL, strip=True)
+    return None
+
+
+def judge_prompt(prompt: str, options: RecoveryOptions | None = None) -> str | list[dict[str, str]]:
+    """What the judge sees as the prompt: the user's text (one user message), a chat (more), or the prompt text."""
+    opts = options or RecoveryOptions()
+    messages = parse_chat(prompt, opts) if opts.parse_template else None
+    if messages is not None and opts.drop_system:
+        messages = [m for m in messages if m["role"] != "system"]
+    if not messages or not any(m["role"] == "user" for m in messages):
+        return prompt
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return messages
+
+
+# --------------------------------------------------------------------------- labels
+
+
+_LABEL_KEYS = ("prompt_id", "reference", "rubric", "rubrics", "id")
+_warned_keys: set[str] = set()
+
+
+def label_fields(label: Any, options: RecoveryOptions | None = None, *, rubric_set: bool = False,
+                 index: int = 0) -> dict[str, Any]:
+    """The sample fields a label supplies (``prompt_id``, ``reference``, ``rubric``, ``id``)."""
+    opts = options or RecoveryOptions()
+    if label is None or opts.label_as == "ignore":
+        return {}
+    if isinstance(label, bool):
+        raise QueryError(index, f"label must be a string, number, object or list, got {label!r}")
+    if isinstance(label, int | float):
+        if not math.isfinite(label):
+            raise QueryError(index, f"label must be finite, got {label!r}")
+        label = str(label)
+    if isinstance(label, str):
+        text = label.strip()
+        if not text:
+            return {}
+        if text.startswith("{") and opts.label_as not in ("reference", "rubric"):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict):
+                return _object_label(parsed, index)
+        kind = opts.label_as
+        if kind == "auto":
+            kind = "prompt_id" if rubric_set else "reference"
+        return {kind: label if kind != "prompt_id" else text}
+    if isinstance(label, Mapping):
+        return _object_label(label, index)
+    if isinstance(label, list):
+        return {"rubric": label}
+    raise QueryError(index, f"label must be a string, number, object or list, got {type(label).__name__}")
+
+
+def _object_label(label: Mapping[str, Any], index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("prompt_id", "reference", "id"):
+        value = label.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise QueryError(index, f"label.{key} must be a string, got {type(value).__name__}")
+        out[key] = str(value)
+    rubric = label.get("rubric", label.get("rubrics"))
+    if rubric is not None:
+        out["rubric"] = rubric
+    unknown = sorted(set(label) - set(_LABEL_KEYS) - _warned_keys)
+    if unknown:
+        _warned_keys.update(unknown)
+        log.warning("label keys ignored (only %s are read): %s", ", ".join(_LABEL_KEYS), ", ".join(unknown))
+    return out
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def build_samples(queries: Any, prompts: Any, labels: Any, options: RecoveryOptions | None = None, *,
+                  rubric_set: bool = False) -> list[dict[str, Any]]:
+    """One :class:`~rubrickit.rewards.RewardScorer` sample per query; :class:`QueryError` names the first bad one
+    (``index`` -1 when the lists themselves are wrong)."""
+    opts = options or RecoveryOptions()
+    if not isinstance(queries, list | tuple):
+        raise QueryError(-1, f"query must be a list of strings, got {type(queries).__name__}")
+    if not isinstance(prompts, list | tuple):
+        raise QueryError(-1, "prompts must be a list of strings, one per query (the server finds each response "
+                             f"after its prompt), got {type(prompts).__name__}")
+    if len(prompts) != len(queries):
+        raise QueryError(-1, f"{len(queries)} queries but {len(prompts)} prompts")
+    if labels is None:
+        labels = [None] * len(queries)
+    elif not isinstance(labels, list | tuple) or len(labels) != len(queries):
+        raise QueryError(-1, f"labels must be null or a list of {len(queries)} (one per query)")
+    samples = []
+    for index, (query, prompt, label) in enumerate(zip(queries, prompts, labels, strict=True)):
+        response = split_query(query, prompt, opts, index=index)
+        sample: dict[str, Any] = {"prompt": judge_prompt(prompt, opts), "response": response}
+        sample.update(label_fields(label, opts, rubric_set=rubric_set, index=index))
+        samples.append(sample)
+    return samples
+
+
+def _fallback(on_error: Any) -> float | None:
+    return RewardOptions(on_error=on_error).fallback() if on_error != "raise" else None
+
+
+def answer(details: Sequence[RewardDetail], on_error: Any = "none") -> dict[str, Any]:
+    """OpenRLHF's answer for scored samples: ``rewards``, ``scores``, ``extra_logs`` (lists, one entry per sample).
+
+    ``on_error``: the value of a sample that was not scored (``"none"`` → ``None``, ``"zero"``, a number; with
+    ``"raise"`` the caller refuses the request before calling this)."""
+    fallback = _fallback(on_error)
+    rewards: list[float | None] = []
+    scores: list[float | None] = []
+    logs: dict[str, list[float]] = {"rubrickit/scored": [], "rubrickit/coverage": [],
+                                    "rubrickit/error_verdicts": [], "rubrickit/gated": []}
+    for detail in details:
+        if detail.scored:
+            rewards.append(detail.reward)
+            scores.append(detail.raw_reward)
+        else:
+            rewards.append(fallback)
+            scores.append(fallback)
+        logs["rubrickit/scored"].append(1.0 if detail.scored else 0.0)
+        logs["rubrickit/coverage"].append(float(detail.coverage))
+        logs["rubrickit/error_verdicts"].append(float(detail.errors))
+        logs["rubrickit/gated"].append(1.0 if detail.scored and detail.gates_failed else 0.0)
+    return {"rewards": rewards, "scores": scores, "extra_logs": logs}
+
+
+def unscored_reason(details: Sequence[RewardDetail]) -> str | None:
+    """``sample i: reason`` of the first sample that was not scored, or ``None``."""
+    for index, detail in enumerate(details):
+        if not detail.scored:
+            return f"sample {index} could not be scored: {detail.reason}"
+    return None
+
+
+# --------------------------------------------------------------------------- micro-batching
+
+
+@dataclass
+class BatchStats:
+    """What the batcher did: batches, their sizes, samples, and the recent rate (for ``Retry-After``)."""
+
+    batches: int = 0
+    samples: int = 0
+    scored: int = 0
+    unscored: int = 0
+    failed: int = 0
+    """Samples whose batch raised (judge unavailable, …)."""
+    sizes: Counter = field(default_factory=Counter)
+    """Batch size → how many batches had it."""
+    max_size: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=64))
+    """(finish time, samples) of the last batches."""
+
+    def rate(self, now: float) -> float | None:
+        """Samples per second over the recent batches (``None`` before there are two)."""
+        if len(self.recent) < 2:
+            return None
+        span = now - self.recent[0][0]
+        return sum(n for _, n in list(self.recent)[1:]) / span if span > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.batches, "samples": self.samples, "scored": self.scored, "unscored": self.unscored,
+                "failed": self.failed, "mean_size": self.samples / self.batches if self.batches else 0.0,
+                "max_size": self.max_size, "sizes": {str(k): v for k, v in sorted(self.sizes.items())}}
+
+
+@dataclass
+class _Entry:
+    sample: dict[str, Any]
+    future: asyncio.Future
+    arrived: float
+    request: int
+
+
+class MicroBatcher:
+    """Coalesces the samples of concurrent requests into :meth:`RewardScorer.ascore` batches.
+
+    A batch leaves when it holds ``max_batch`` samples or ``window`` seconds after its first sample arrived,
+    whichever comes first, and as soon as one of ``max_batches`` batch slots is free (while all are busy, samples
+    wait and the next batch is bigger). At most ``max_queue`` samples wait; beyond that :meth:`submit` raises
+    :class:`Overloaded`. The scorer must not normalise by group (batches are arbitrary) and should keep its
+    failure policy at ``none`` (each request applies its own).
+
+    A batch answers all its requests when its last sample is scored, so batches are kept small (``max_batch`` 8)
+    and many (``max_batches``; default: enough for twice the judge's concurrency in samples, at least 4): while
+    one batch finishes and its clients send their next requests, the others keep the judge busy, and a request
+    waits for at most 7 other samples. bench/bench_reward_server.py measures both settings (bench/RESULTS.md).
+    """
+
+    def __init__(self, scorer: RewardScorer, *, max_batch: int = 8, window: float = 0.01, max_queue: int = 4096,
+                 max_batches: int | None = None):
+        if scorer.options.group_key is not None:
+            raise RewardError("group_key does not apply to a reward server: each request holds one sample, and "
+                              "batches are formed by arrival time")
+        if max_batches is None:
+            max_batches = max(4, math.ceil(2 * scorer.judge.options.concurrency / max(1, max_batch)))
+        if max_batch < 1 or max_queue < 1 or max_batches < 1 or window < 0:
+            raise ValueError("max_batch, max_queue and max_batches must be at least 1, window at least 0")
+        self.scorer = scorer
+        self.max_batch, self.window, self.max_queue, self.max_batches = max_batch, window, max_queue, max_batches
+        self.stats = BatchStats()
+        self._queue: deque[_Entry] = deque()
+        self._more = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_batches)
+        self._tasks: set[asyncio.Task] = set()
+        self._runner: asyncio.Task | None = None
+        self._closing = False
+        self._requests = 0
+        self.in_flight = 0
+        """Samples in batches being scored."""
+
+    @property
+    def queued(self) -> int:
+        """Samples waiting for a batch."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start dispatching (on the running loop)."""
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._dispatch(), name="rubrickit-batcher")
+
+    async def close(self) -> None:
+        """Refuse new samples, finish every admitted one, then stop."""
+        self._closing = True
+        self._more.set()
+        if self._runner is not None:
+            await self._runner
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def retry_after(self) -> int:
+        """Seconds until the queue has likely drained (1–60)."""
+        rate = self.stats.rate(time.monotonic())
+        if not rate:
+            return 1
+        return int(min(60, max(1, math.ceil(len(self._queue) / rate))))
+
+    async def submit(self, samples: Sequence[dict[str, Any]]) -> list[RewardDetail]:
+        """Score ``samples`` (one request's) in the next batches; details in order."""
+        if self._closing:
+            raise Overloaded("the server is shutting down", retry_after=5)
+        for index, sample in enumerate(samples):
+            try:  # a sample without a rubric, a bad inline rubric: refused before it can fail a whole batch
+                self.scorer._item(sample, index)  # noqa: SLF001 - the scorer's own sample check
+            except RubrickitError as exc:
+                raise QueryError(index, str(exc).removeprefix(f"sample {index}: ")) from None
+        if len(samples) > self.max_queue:
+            raise RequestTooLarge(f"{len(samples)} samples in one request, more than the queue holds "
+                              f"({self.max_queue}); send fewer per request or raise --max-queue")
+        if len(self._queue) + len(samples) > self.max_queue:
+            raise Overloaded(f"overloaded: {len(self._queue)} samples are waiting (--max-queue {self.max_queue})",
+                             retry_after=self.retry_after())
+        if self._runner is None:
+            self.start()
+        loop = asyncio.get_running_loop()
+        self._requests += 1
+        now = loop.time()
+        entries = [_Entry(dict(s), loop.create_future(), now, self._requests) for s in samples]
+        self._queue.extend(entries)
+        self._more.set()
+        return list(await asyncio.gather(*(e.future for e in entries)))
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._more.clear()
+                await self._more.wait()
+            await self._slots.acquire()
+            while len(self._queue) < self.max_batch and not self._closing and self._queue:
+                remaining = self._queue[0].arrived + self.window - loop.time()
+                if remaining <= 0:
+                    break
+                self._more.clear()
+                try:
+                    await asyncio.wait_for(self._more.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            batch: list[_Entry] = []
+            while self._queue and len(batch) < self.max_batch:
+                entry = self._queue.popleft()
+                if not entry.future.done():  # a request whose client went away
+                    batch.append(entry)
+            if not batch:
+                self._slots.release()
+                continue
+            self.in_flight += len(batch)
+            task = loop.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _run(self, batch: list[_Entry]) -> None:
+        started = time.monotonic()
+        try:
+            details = await self._score(batch)
+        finally:
+            self.in_flight -= len(batch)
+        done = time.monotonic()
+        self.stats.batches += 1
+        self.stats.samples += len(batch)
+        self.stats.sizes[len(batch)] += 1
+        self.stats.max_size = max(self.stats.max_size, len(batch))
+        self.stats.recent.append((done, len(batch)))
+        scored = 0
+        for entry, detail in zip(batch, details, strict=True):
+            if isinstance(detail, BaseException):
+                self.stats.failed += 1
+                if not entry.future.done():
+                    entry.future.set_exception(detail)
+                continue
+            scored += detail.scored
+            if not entry.future.done():
+                entry.future.set_result(detail)
+        self.stats.scored += scored
+        self.stats.unscored += len(batch) - scored - sum(isinstance(d, BaseException) for d in details)
+        log.debug("batch %d: %d samples from %d requests, %d scored, %.3f s", self.stats.batches, len(batch),
+                  len({e.request for e in batch}), scored, done - started)
+
+    async def _score(self, batch: list[_Entry]) -> list[RewardDetail | BaseException]:
+        try:
+            return list((await self.scorer.ascore([e.sample for e in batch])).details)
+        except JudgeUnavailableError as exc:
+            return [exc] * len(batch)
+        except RubrickitError as exc:
+            requests = sorted({e.request for e in batch})
+            if len(requests) == 1:
+                return [exc] * len(batch)
+            # One request's sample broke the whole batch: score each request alone, so only it fails.
+            parts = [[e for e in batch if e.request == request] for request in requests]
+            outcomes = await asyncio.gather(*(self.scorer.ascore([e.sample for e in part]) for part in parts),
+                                            return_exceptions=True)
+            results: dict[int, RewardDetail | BaseException] = {}
+            for part, outcome in zip(parts, outcomes, strict=True):
+                details = [outcome] * len(part) if isinstance(outcome, BaseException) else outcome.details
+                results.update({id(e): d for e, d in zip(part, details, strict=True)})
+            return [results[id(e)] for e in batch]
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch, and logged by them
+            return [exc] * len(batch)
+
+
+# --------------------------------------------------------------------------- the reward_func file variant
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _env_bool(name: str) -> bool:
+    value = (_env(name) or "").lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise RubrickitError(f"{name}={value!r}: use 1/true/yes/on or 0/false/no/off")
+
+
+def _env_tokens(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = _env(name)
+    return default if value is None else tuple(t.strip() for t in value.split(",") if t.strip())
+
+
+def options_from_env() -> dict[str, Any]:
+    """:func:`configure`'s keyword arguments from ``RUBRICKIT_*`` variables (see :func:`reward_func`)."""
+    numbers = {"RUBRICKIT_CONCURRENCY": ("concurrency", int), "RUBRICKIT_RPM": ("rpm", float),
+               "RUBRICKIT_TPM": ("tpm", float), "RUBRICKIT_MIN_COVERAGE": ("min_coverage", float),
+               "RUBRICKIT_SCALE": ("scale", float), "RUBRICKIT_SHIFT": ("shift", float),
+               "RUBRICKIT_MAX_BATCH": ("max_batch", int), "RUBRICKIT_MAX_BATCHES": ("max_batches", int),
+               "RUBRICKIT_MAX_QUEUE": ("max_queue", int)}
+    out: dict[str, Any] = {"rubric": _env("RUBRICKIT_RUBRIC"), "judge": _env("RUBRICKIT_JUDGE"),
+                           "base_url": _env("RUBRICKIT_BASE_URL")}
+    for var, (name, kind) in numbers.items():
+        value = _env(var)
+        if value is not None:
+            try:
+                out[name] = kind(value)
+            except ValueError:
+                raise RubrickitError(f"{var}={value!r} is not a number") from None
+    if (window := _env("RUBRICKIT_BATCH_WINDOW_MS")) is not None:
+        try:
+            out["batch_window_ms"] = float(window)
+        except ValueError:
+            raise RubrickitError(f"RUBRICKIT_BATCH_WINDOW_MS={window!r} is not a number") from None
+    for var, name in (("RUBRICKIT_MODE", "mode"), ("RUBRICKIT_ON_ERROR", "on_error"),
+                      ("RUBRICKIT_CACHE_DIR", "cache_dir"), ("RUBRICKIT_LABEL_AS", "label_as")):
+        if (value := _env(var)) is not None:
+            out[name] = value
+    if _env_bool("RUBRICKIT_NO_CACHE"):
+        out["use_cache"] = False
+    if _env_bool("RUBRICKIT_DROP_SYSTEM"):
+        out["drop_system"] = True
+    out["end_tokens"] = _env_tokens("RUBRICKIT_END_TOKENS", END_TOKENS)
+    return out
+
+
+class _FileRuntime:
+    """The scorer and batcher of :func:`reward_func`, on a private event loop thread (OpenRLHF calls the function
+    from many threads at once, one sample each: ``asyncio.to_thread``)."""
+
+    def __init__(self, *, rubric: Any = None, judge: Any = None, base_url: str | None = None,
+                 on_error: Any = "none", label_as: LabelAs = "auto", drop_system: bool = False,
+                 end_tokens: tuple[str, ...] = END_TOKENS, max_batch: int = 8, batch_window_ms: float = 10.0,
+                 max_queue: int = 65536, max_batches: int | None = None, **scorer_options: Any):
+        reward, judge_opts = split_options(scorer_options)  # TypeError naming the known options
+        self.on_error = RewardOptions(on_error=on_error).on_error
+        self.recovery = RecoveryOptions(label_as=label_as, drop_system=drop_system, end_tokens=tuple(end_tokens))
+        self._settings = {"rubric": rubric, "judge": judge, "base_url": base_url, "reward": reward,
+                          "judge_opts": judge_opts, "max_batch": max_batch, "window": batch_window_ms / 1000.0,
+                          "max_queue": max_queue, "max_batches": max_batches}
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="rubrickit-reward-func", daemon=True)
+        self._thread.start()
+        try:
+            self._call(self._open())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    async def _open(self) -> None:
+        s = self._settings
+        judge_opts = {k: v for k, v in s["judge_opts"].items() if v is not None}
+        self.scorer = RewardScorer(s["rubric"], judge=s["judge"], base_url=s["base_url"],
+                                   **{**s["reward"], "on_error": "none"}, **judge_opts)
+        self.batcher = MicroBatcher(self.scorer, max_batch=s["max_batch"], window=s["window"],
+                                    max_queue=s["max_queue"], max_batches=s["max_batches"])
+        self.batcher.start()
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def __call__(self, queries: Any, prompts: Any, labels: Any) -> dict[str, Any]:
+        samples = build_samples(queries, prompts, labels, self.recovery,
+                                rubric_set=isinstance(self.scorer.rubrics, RubricSet))
+        details = self._call(self.batcher.submit(samples))
+        for index, detail in enumerate(details):
+            if not detail.scored:
+                log.warning("sample %d not scored (%s): %s", index,
+                            "raising" if self.on_error == "raise" else f"reward {_fallback(self.on_error)}",
+                            detail.reason)
+        if self.on_error == "raise" and (reason := unscored_reason(details)):
+            raise RewardError(f"{reason} (on_error='raise')")
+        return answer(details, self.on_error)
+
+    def close(self) -> None:
+        if not self.loop.is_running():
+            return
+
+        async def shut() -> None:
+            await self.batcher.close()
+            await self.scorer.aclose()
+
+        try:
+            self._call(shut())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+_runtime: _FileRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def configure(**options: Any) -> None:
+    """Set up :func:`reward_func` explicitly (instead of from the environment): ``rubric=`` (a path, rubric or
+    set; ``None`` when every label carries one), ``judge=``, ``base_url=``, ``on_error=``, ``label_as=``,
+    ``drop_system=``, ``end_tokens=``, the batcher's ``max_batch=``/``batch_window_ms=``/``max_queue=``/
+    ``max_batches=``, and any :class:`~rubrickit.rewards.RewardOptions` or judge option (``mode=``,
+    ``concurrency=``, ``min_coverage=``, ``use_cache=``, …). Replaces (and closes) an earlier configuration."""
+    global _runtime
+    with _runtime_lock:
+        old, _runtime = _runtime, _FileRuntime(**options)
+    if old is not None:
+        old.close()
+
+
+def _current() -> _FileRuntime:
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = _FileRuntime(**options_from_env())
+    return _runtime
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[Any] | None = None,
+                **kwargs: Any) -> dict[str, Any]:
+    """OpenRLHF's file variant: ``{"rewards": [...], "scores": [...], "extra_logs": {...}}`` for these samples.
+
+    Configured on first use from the environment unless :func:`configure` ran: ``RUBRICKIT_RUBRIC`` (rubric or
+    rubric set), ``RUBRICKIT_JUDGE``, ``RUBRICKIT_BASE_URL``, ``RUBRICKIT_MODE``, ``RUBRICKIT_CONCURRENCY``,
+    ``RUBRICKIT_RPM``, ``RUBRICKIT_TPM``, ``RUBRICKIT_ON_ERROR`` (none | zero | raise | a number),
+    ``RUBRICKIT_MIN_COVERAGE``, ``RUBRICKIT_SCALE``, ``RUBRICKIT_SHIFT``, ``RUBRICKIT_CACHE_DIR``,
+    ``RUBRICKIT_NO_CACHE``, ``RUBRICKIT_LABEL_AS``, ``RUBRICKIT_DROP_SYSTEM``, ``RUBRICKIT_END_TOKENS``
+    (comma-separated), ``RUBRICKIT_MAX_BATCH``, ``RUBRICKIT_BATCH_WINDOW_MS``, ``RUBRICKIT_MAX_BATCHES``,
+    ``RUBRICKIT_MAX_QUEUE``; the judge's own ``RUBRICKIT_TIMEOUT``, ``RUBRICKIT_MAX_RETRIES``,
+    ``RUBRICKIT_MAX_OUTAGE`` and its API key variable (``OPENAI_API_KEY``, …). Thread-safe: concurrent calls are
+    coalesced into batches. A bad sample raises :class:`QueryError`; with ``on_error="raise"`` a sample the judge
+    could not score raises :class:`~rubrickit.rewards.RewardError`."""
+    del kwargs  # OpenRLHF may pass more in later releases
+    return _current()(queries, prompts, labels)
+
+
+@atexit.register
+def _close_runtime() -> None:
+    runtime = _runtime
+    if runtime is not None:
+        try:
+            runtime.close()
+        except Exception:  # noqa: BLE001 - nothing to report to at interpreter exit
+            pass
