@@ -234,7 +234,7 @@ def _mismatch(body: str, head: str) -> str:
     hint = ""
     if len(tail) >= 16 and tail in body and not body.startswith(head):
         hint = ("; the query holds the end of the prompt but not its start: OpenRLHF cuts prompts longer than "
-                "max_len - max_new_tokens from the left (raise --max_len or shorten the prompts)")
+                "max_len - max_new_tokens from the left (raise OpenRLHF's max_len setting or shorten the prompts)")
     return f"the query does not start with its prompt ({detail}){hint}"
 
 
