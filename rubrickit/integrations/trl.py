@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from ..rewards.core import RewardBatch, RewardError, RewardScorer
+from ..rewards.core import RewardBatch, RewardError, RewardScorer, content_text
 from ..rubric import Rubric
 
 __all__ = ["RewardFunction", "reward_function"]
@@ -219,25 +219,6 @@ def build_samples(prompts: Sequence[Any], completions: Sequence[Any], columns: M
     return samples
 
 
-def _content(value: Any) -> str:
-    """A message's content as text: a string, or content blocks (text joined; others shown as ``[type]``)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Sequence):
-        parts = []
-        for block in value:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, Mapping):
-                kind = str(block.get("type") or "text")
-                text = block.get("text")
-                parts.append(text if kind == "text" and isinstance(text, str) else f"[{kind}]")
-        return "\n".join(parts)
-    return str(value)
-
-
 def _messages(value: Any) -> list[Mapping[str, Any]] | None:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         return None
@@ -251,7 +232,7 @@ def _prompt(value: Any, index: int) -> Any:
     if messages is None or not messages:
         raise RewardError(f"completion {index}: prompt: expected a string or a list of {{role, content}} messages, "
                           f"got {type(value).__name__}")
-    return [{"role": str(m.get("role") or "user"), "content": _content(m.get("content"))} for m in messages]
+    return [{"role": str(m.get("role") or "user"), "content": content_text(m.get("content"))} for m in messages]
 
 
 def _response(value: Any, index: int) -> str:
@@ -261,7 +242,7 @@ def _response(value: Any, index: int) -> str:
     if messages is None:
         raise RewardError(f"completion {index}: expected a string or a list of messages "
                           f"([{{'role': 'assistant', 'content': ...}}]), got {type(value).__name__}")
-    texts = [_content(m.get("content")) for m in messages if str(m.get("role") or "assistant") == "assistant"]
+    texts = [content_text(m.get("content")) for m in messages if str(m.get("role") or "assistant") == "assistant"]
     return "\n\n".join(text for text in texts if text)
 
 

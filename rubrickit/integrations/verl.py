@@ -79,6 +79,7 @@ from ..rewards.core import (
     RewardOptions,
     RewardScorer,
     RewardStats,
+    content_text,
     split_options,
 )
 
@@ -338,29 +339,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _content(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        parts = []
-        for block in value:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, Mapping):
-                kind = str(block.get("type") or "text")
-                text = block.get("text")
-                parts.append(text if kind == "text" and isinstance(text, str) else f"[{kind}]")
-        return "\n".join(parts)
-    return str(value)
-
-
 def _prompt(value: Any, index: int) -> Any:
     if isinstance(value, str):
         return value
     if isinstance(value, list) and value and all(isinstance(m, Mapping) for m in value):
-        return [{"role": str(m.get("role") or "user"), "content": _content(m.get("content"))} for m in value]
+        return [{"role": str(m.get("role") or "user"), "content": content_text(m.get("content"))} for m in value]
     raise RewardError(f"sample {index}: extra_info['prompt'] must be a string or a list of {{role, content}} "
                       f"messages, got {type(value).__name__}")
 

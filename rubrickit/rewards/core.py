@@ -290,6 +290,26 @@ def inline_rubric(value: Any, *, where: str = "rubric") -> Rubric:
                       f"'criterion' and 'points', or YAML text), got {type(value).__name__}")
 
 
+def content_text(value: Any) -> str:
+    """A chat message's content as text: a string, or content blocks (text joined; others shown as ``[type]``).
+    Shared by the trainer adapters, which receive OpenAI-style multimodal content."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence):
+        parts = []
+        for block in value:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, Mapping):
+                kind = str(block.get("type") or "text")
+                text = block.get("text")
+                parts.append(text if kind == "text" and isinstance(text, str) else f"[{kind}]")
+        return "\n".join(parts)
+    return str(value)
+
+
 # --------------------------------------------------------------------------- the scorer
 
 
