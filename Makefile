@@ -105,5 +105,24 @@ $(VERL_STAMP):
 test-verl: $(VERL_STAMP)
 	.venv-verl/bin/python -m pytest -q tests/test_integrations_verl.py
 
+# llama.cpp's OpenAI-compatible server (llama-cpp-python, compiled from source: about 4 minutes on 2 cores) in a venv
+# of its own, its pins differ from the lock; then the judge against it on the shipped SmolLM2 GGUF, per_criterion and
+# per_response (about 1 minute). Start it yourself with: make llamacpp-server, then
+#   .venv-llamacpp/bin/python -m llama_cpp.server --model MODEL.gguf --host 127.0.0.1 --port 8080
+.PHONY: llamacpp-server test-llamacpp
+LLAMACPP_VERSION := 0.3.36
+LLAMACPP_STAMP   := .venv-llamacpp/.installed-$(LLAMACPP_VERSION)
+$(LLAMACPP_STAMP):
+	$(PYTHON) -m venv .venv-llamacpp
+	.venv-llamacpp/bin/python -m pip install --quiet pip==$(PIP_VERSION)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) .venv-llamacpp/bin/python -m pip install --quiet \
+		'llama-cpp-python[server]==$(LLAMACPP_VERSION)'
+	touch $@
+
+llamacpp-server: $(LLAMACPP_STAMP)
+
+test-llamacpp: $(STAMP) $(LLAMACPP_STAMP)
+	RUBRICKIT_LLAMACPP_PYTHON=.venv-llamacpp/bin/python $(BIN)/python -m pytest -q tests/test_llamacpp_server.py
+
 clean-venv:
 	rm -rf $(VENV) .venv-latest .venv-tf4

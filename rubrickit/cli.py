@@ -30,6 +30,7 @@ from . import (
 )
 from . import _render as render
 from .convert import FORMATS
+from .judge.engine import set_run_announcer
 from .lint import RULES
 from .rubric_io import iter_rubric_files, write_schema
 
@@ -81,6 +82,7 @@ def _main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
+    set_run_announcer(render.note)  # each judge's spec and mode, as the run's header on standard error
 
 
 _FORMATS = ", ".join(FORMATS)
@@ -218,7 +220,8 @@ BaseUrlOpt = Annotated[
 ModeOpt = Annotated[
     str | None,
     typer.Option("--mode", "-m", envvar="RUBRICKIT_MODE",
-                 help="per_criterion (default), per_response, logprob, likert or holistic."),
+                 help="per_criterion, per_response, logprob, likert or holistic (default: the judge's own, "
+                      "logprob on embedded, per_criterion elsewhere)."),
 ]
 ConcurrencyOpt = Annotated[
     int | None, typer.Option("--concurrency", "-c", envvar="RUBRICKIT_CONCURRENCY", help="Calls in flight at once.")

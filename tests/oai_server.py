@@ -15,7 +15,10 @@ cost no GIL convoy, so the server is never the bottleneck of a benchmark. Everyt
 - **realism**: ``max_tokens``/``max_completion_tokens`` truncate the reply (``finish_reason: "length"``);
   ``logprobs``/``top_logprobs`` are computed from the scripted text; ``usage.prompt_tokens_details.cached_tokens``
   comes from an emulated prefix cache (64-character blocks, like vLLM's automatic prefix caching); vLLM's
-  ``structured_outputs.choice`` (and the legacy ``guided_choice``) constrain the reply to one of the choices.
+  ``structured_outputs.choice`` (and the legacy ``guided_choice``) constrain the reply to one of the choices;
+- **dialects of structured output**: ``structured="llamacpp"`` refuses ``response_format`` of type ``json_schema``
+  as llama-cpp-python 0.3.x does (HTTP 500, its request-validation message) and takes ``json_object`` + ``schema``;
+  ``structured="none"`` refuses every structured-output field (HTTP 400 naming it), as a server that knows none.
 
 Every request is recorded (method, path, lower-cased headers, parsed body), so tests can assert on what was sent.
 
@@ -197,7 +200,8 @@ class OAIServer:
     ``reply`` scripts the answers (default :func:`default_reply`); ``latency`` delays each answer; ``api_key``
     makes the server demand ``Authorization: Bearer <api_key>`` (401 otherwise); ``models`` restricts the model
     names (404 otherwise); ``rate_limit=(n, seconds)`` answers 429 beyond ``n`` requests per sliding window;
-    ``prefix_cache`` emulates automatic prefix caching in ``cached_tokens``.
+    ``prefix_cache`` emulates automatic prefix caching in ``cached_tokens``; ``structured`` emulates a server's
+    dialect of structured output (module docstring).
     """
 
     def __init__(
@@ -209,10 +213,14 @@ class OAIServer:
         models: Sequence[str] | None = None,
         rate_limit: tuple[int, float] | None = None,
         prefix_cache: bool = True,
+        structured: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
+        if structured not in (None, "llamacpp", "none"):
+            raise ValueError(f"structured={structured!r}: expected None, 'llamacpp' or 'none'")
         self.latency = latency
+        self.structured = structured
         self.api_key = api_key
         self.models = list(models) if models else None
         self.rate_limit = rate_limit
@@ -464,6 +472,9 @@ class OAIServer:
                           code="model_not_found")
         if body.get("stream"):
             return _error(400, "The test server does not stream.", "invalid_request_error")
+        refusal = _structured_refusal(self.structured, body)
+        if refusal is not None:
+            return refusal
         wait = self._rate_limited()
         if wait is not None:
             headers = {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(int(wait * 1000))}
@@ -537,6 +548,27 @@ def _error_type(status: int) -> str:
     if status == 429:
         return "requests"
     return "server_error" if status >= 500 else "invalid_request_error"
+
+
+LLAMACPP_RESPONSE_FORMAT_ERROR = (
+    "1 validation error:\n  {{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input "
+    "should be 'text' or 'json_object'\", 'input': '{kind}', 'ctx': {{'expected': \"'text' or 'json_object'\"}}}}\n\n"
+    "  File \"/venv/lib/python3.11/site-packages/llama_cpp/server/app.py\", line 376, in create_chat_completion\n"
+    "    POST /v1/chat/completions")
+"""The message of llama-cpp-python 0.3.36's HTTP 500 for a ``response_format`` type it does not know (as measured:
+the server wraps the request-validation error in its generic error handler, type ``internal_server_error``)."""
+
+
+def _structured_refusal(dialect: str | None, body: Mapping[str, Any]) -> bytes | None:
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if dialect == "llamacpp" and kind is not None and kind not in ("text", "json_object"):
+        return _error(500, LLAMACPP_RESPONSE_FORMAT_ERROR.format(kind=kind), "internal_server_error")
+    if dialect == "none":
+        for name in ("response_format", "structured_outputs", "guided_json"):
+            if name in body:
+                return _error(400, f"Unrecognized request argument supplied: {name}", "invalid_request_error")
+    return None
 
 
 def _constrain(text: str, body: Mapping[str, Any]) -> str:

@@ -90,7 +90,8 @@ def assert_close(got: list, expected: list) -> None:
 def test_backend_implements_the_protocols(backend: HFBackend) -> None:
     assert isinstance(backend, Backend) and isinstance(backend, BatchBackend) and isinstance(backend, ChoiceScorer)
     caps = backend.capabilities
-    assert (caps.logprobs, caps.choices, caps.prefix_cache, caps.batch, caps.json_schema) == (True,) * 4 + (False,)
+    assert (caps.logprobs, caps.choices, caps.prefix_cache, caps.batch, caps.json_schema) == (True,) * 5
+    assert caps.default_mode == "per_criterion"  # a general hf model; the embedded one prefers logprob
 
 
 def test_choice_token_ids_fold_case_and_leading_space(backend: HFBackend) -> None:

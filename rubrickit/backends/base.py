@@ -142,6 +142,9 @@ class Capabilities:
     """Reuses a shared prompt prefix across requests (provider or local KV cache)."""
     batch: bool = False
     """Implements :class:`BatchBackend` (many requests in one forward pass)."""
+    default_mode: str = "per_criterion"
+    """The judging mode this backend does best, used when none is chosen (``logprob`` on the embedded 135M model,
+    which writes no usable reasoning but ranks Yes/No well; ``per_criterion`` with structured output elsewhere)."""
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ its verdicts are not accurate. It says so once per process, on stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import os
@@ -184,4 +185,8 @@ def embedded_backend_from_spec(model: str = "", **options: Any) -> HFBackend:
                                f"(known: {', '.join(known)})")
     show_notice()
     folder = prepare_embedded_model(cache_dir)
-    return HFBackend(folder, spec=EMBEDDED_SPEC, **options)
+    backend = HFBackend(folder, spec=EMBEDDED_SPEC, **options)
+    # One-token Yes/No verdicts with probabilities are what a 135M model does best (and fastest); an explicit mode
+    # still wins, and every other mode works too, its replies held to their JSON schema by the grammar.
+    backend.capabilities = dataclasses.replace(backend.capabilities, default_mode="logprob")
+    return backend

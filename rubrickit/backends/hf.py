@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendSpecError, MissingDependencyError
+from ._grammar import SchemaGrammars, SchemaLogitsProcessor, grammar_available
 from .base import (
     Capabilities,
     ChoiceScores,
@@ -220,7 +221,9 @@ class HFBackend:
                 torch.device(device)
         except (RuntimeError, TypeError) as error:
             raise BackendSpecError(f"{self.spec}: unknown device {device!r} (cpu, cuda, cuda:1, mps, auto)") from error
-        self.capabilities = Capabilities(logprobs=True, json_schema=False, choices=True, prefix_cache=True, batch=True)
+        # Structured output (json_schema) is grammar-constrained decoding; it needs the llguidance wheel.
+        self.capabilities = Capabilities(logprobs=True, json_schema=grammar_available(), choices=True,
+                                         prefix_cache=True, batch=True)
         self.device_name = device
         self.dtype_name = dtype
         self.batch_size = max(1, int(batch_size))
@@ -274,6 +277,7 @@ class HFBackend:
         # raises a FutureWarning there and stops working in 5.40. 4.x only knows ``past_key_values``.
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
         self._eos_ids = self._stop_ids(model, tokenizer)
+        self._grammars = SchemaGrammars(tokenizer, self._eos_ids)
         self._model, self._tokenizer = model, tokenizer
 
     def _pick_device(self, torch: Any) -> Any:
@@ -630,9 +634,11 @@ class HFBackend:
         lead = requests[0]
         want_logprobs = any(r.logprobs for r in requests)
         config = self._generation_config(lead, max(r.max_tokens for r in requests), want_logprobs)
+        constrained = self._schema_processor(requests, width)
         with self._seeded(lead.seed if lead.temperature > 0 else None):
             out = self._model.generate(
                 input_ids=inputs.to(self._device), attention_mask=mask.to(self._device), generation_config=config,
+                logits_processor=[constrained] if constrained else None,
                 **{self._cache_arg: self._make_cache(kv, 1) if kv else None},
             )
         steps = out.sequences[:, width:].tolist()
@@ -654,6 +660,19 @@ class HFBackend:
                 finish_reason="stop" if stop is not None else "length", model=self.spec,
             ))
         return results
+
+    def _schema_processor(self, requests: Sequence[CompletionRequest], width: int) -> SchemaLogitsProcessor | None:
+        """The grammar constraint of the rows whose request has a ``json_schema`` (``None`` when none has)."""
+        if not any(r.json_schema is not None for r in requests):
+            return None
+        if not self.capabilities.json_schema:
+            raise FatalBackendError(f"{self.spec}: json_schema needs the grammar engine llguidance: {INSTALL_HINT}")
+        try:
+            matchers = [self._grammars.matcher(r.json_schema, r.max_tokens) if r.json_schema is not None else None
+                        for r in requests]
+        except ValueError as error:
+            raise FatalBackendError(f"{self.spec}: {error}") from error
+        return SchemaLogitsProcessor(matchers, width, self._grammars.vocab_size, self._eos_ids)
 
     def _generation_config(self, request: CompletionRequest, max_new_tokens: int, logits: bool) -> Any:
         from transformers import GenerationConfig

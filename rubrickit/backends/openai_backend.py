@@ -22,8 +22,11 @@ import json
 import math
 import os
 import re
+import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -40,10 +43,12 @@ from .base import (
     Usage,
 )
 
-__all__ = ["SECRET_PARAMETER", "OpenAIBackend", "RedactingFilter", "parse_retry_after", "redact", "redact_logs",
-           "redact_url", "url_secrets"]
+__all__ = ["CAPABILITIES_FILENAME", "SECRET_PARAMETER", "STRUCTURED_DIALECTS", "OpenAIBackend", "RedactingFilter",
+           "forget_negotiated", "parse_retry_after", "redact", "redact_logs", "redact_url", "structured_refusal",
+           "url_secrets"]
 
 GuidedMode = Literal["structured_outputs", "guided_choice"]
+Structured = Literal["auto", "json_schema", "json_object", "guided", "none"]
 
 _RETRYABLE_STATUS = {408, 409, 425, 429}
 _STATUS_HINTS = {
@@ -328,6 +333,149 @@ def _is_openai_platform(base_url: str | None) -> bool:
     return host == "api.openai.com"
 
 
+# -- structured-output dialects and their negotiation -------------------------------------------------------------
+
+STRUCTURED_DIALECTS: tuple[str, ...] = ("json_schema", "json_object", "guided", "none")
+"""The forms of structured output tried, in order, against a server that refuses one: OpenAI's
+``response_format: {"type": "json_schema", …}`` (OpenAI, vLLM, SGLang, llama.cpp's ``llama-server``, Ollama,
+LM Studio); ``{"type": "json_object", "schema": …}`` (llama-cpp-python's server, Together, Anyscale); vLLM's
+``structured_outputs: {"json": …}`` (``guided_json`` with ``guided="guided_choice"``, for vLLM < 0.12); and no
+constraint at all (the prompt's own JSON contract and the engine's tolerant parser do the work)."""
+
+_DIALECT_LABELS = {
+    "json_schema": "response_format json_schema",
+    "json_object": "response_format json_object+schema",
+    "guided": "vLLM structured_outputs/guided_json",
+    "none": "plain JSON prompting (no constraint)",
+}
+
+CAPABILITIES_FILENAME = "capabilities.json"
+"""What was negotiated per (endpoint, model), in the judge cache folder. Never a key: endpoints are stored as
+:func:`rubrickit.judge.cache.endpoint_identity` writes them (no ``user:password@``, no credential parameters)."""
+
+CAPABILITIES_TTL = 24 * 3600.0
+"""Seconds a remembered dialect is trusted; older entries are negotiated again (a server may have been upgraded or
+replaced by another one on the same port)."""
+
+_STRUCTURED_ENV = "RUBRICKIT_STRUCTURED_OUTPUT"
+"""The default of the ``structured`` option when the caller gives none (the command line has no flag for it)."""
+
+_DIALECT_FIELDS = {"json_schema": ("response_format",), "json_object": ("response_format",),
+                   "guided": ("structured_outputs", "guided_json")}
+"""The body fields each dialect sends: a refusal must name one of them."""
+
+_REFUSAL_WORDS = re.compile(
+    r"(?i)not supported|unsupported|does not support|doesn't support|input should be|unknown variant|unknown field|"
+    r"unrecogni[sz]ed|not allowed|not permitted|extra (?:inputs|fields)|unexpected|invalid|validation error|"
+    r"must contain the word|is not one of|not a valid")
+_SCHEMA_PROBLEM = re.compile(r"(?i)invalid schema")
+"""A server that takes the form but not this particular schema: the schema's problem, not the dialect's."""
+
+_negotiated: dict[str, int] = {}
+"""Per (endpoint, model): the index in :data:`STRUCTURED_DIALECTS` of the first dialect not refused (process-wide,
+so every backend of a run that talks to one server shares what the first learned)."""
+_announced: set[tuple[str, int]] = set()
+_negotiation_lock = threading.Lock()
+
+
+def forget_negotiated() -> None:
+    """Forget every dialect negotiated in this process (tests; the file in the cache folder is not touched)."""
+    with _negotiation_lock:
+        _negotiated.clear()
+        _announced.clear()
+
+
+def _error_text(exc: BaseException) -> tuple[str, str | None]:
+    """The server's whole error text (not truncated) and the error's ``param``, for refusal detection."""
+    body = getattr(exc, "body", None)
+    parts = [str(getattr(exc, "message", "") or exc)]
+    param = None
+    if body is not None:
+        try:
+            parts.append(json.dumps(body, default=str))
+        except (TypeError, ValueError):
+            parts.append(str(body))
+        error = body.get("error", body) if isinstance(body, Mapping) else None
+        if isinstance(error, Mapping) and isinstance(error.get("param"), str):
+            param = error["param"]
+    return " ".join(parts), param
+
+
+def structured_refusal(status: int | None, text: str, dialect: str, param: str | None = None) -> bool:
+    """Whether an HTTP error refuses the *form* of structured output ``dialect`` sent (so another form may work).
+
+    The error must name a field the dialect sent (``response_format``; ``structured_outputs``/``guided_json``), in
+    its message or its ``param``: any 400/413/422 that does (OpenAI "'response_format' of type 'json_schema' is not
+    supported with this model", TGI "response_format: unknown variant `json_schema`"), or a 500/501 that does with
+    a refusal word (llama-cpp-python answers a request-validation failure with HTTP 500: "… 'response_format', 'type'
+    … Input should be 'text' or 'json_object'"). Any other 5xx stays a retryable server error; "Invalid schema" is
+    the schema's problem, not the dialect's.
+    """
+    fields = _DIALECT_FIELDS.get(dialect)
+    if not fields or status is None or _SCHEMA_PROBLEM.search(text):
+        return False
+    lowered = text.lower()
+    named = param in fields or any(field in lowered for field in fields)
+    if not named:
+        return False
+    if status in (400, 413, 422):
+        return True
+    return status in (500, 501) and bool(_REFUSAL_WORDS.search(text))
+
+
+def structured_mode(structured: str | None) -> str:
+    """Normalise the ``structured`` option (``None``: ``$RUBRICKIT_STRUCTURED_OUTPUT``, else ``"auto"``)."""
+    value = structured if structured is not None else (os.environ.get(_STRUCTURED_ENV) or "auto")
+    value = str(value).strip().lower()
+    if value == "auto" or value in STRUCTURED_DIALECTS:
+        return value
+    source = f"${_STRUCTURED_ENV}" if structured is None else "structured"
+    raise BackendSpecError(f"{source}={value!r}: expected 'auto' (negotiate per server), 'json_schema', "
+                           "'json_object' (llama-cpp-python: json_object + schema), 'guided' (vLLM "
+                           "structured_outputs) or 'none' (no constraint: prompt for JSON)")
+
+
+def _capabilities_file(directory: str | Path | Literal[False] | None) -> Path | None:
+    if directory is False:
+        return None
+    if directory is None:
+        from ..judge.cache import default_cache_dir  # lazily: the judge package imports the backends
+
+        directory = default_cache_dir()
+    return Path(directory).expanduser() / CAPABILITIES_FILENAME
+
+
+def _read_capabilities(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    entries = data.get("endpoints") if isinstance(data, Mapping) else None
+    return dict(entries) if isinstance(entries, Mapping) else {}
+
+
+def _write_capability(path: Path, key: str, entry: dict[str, Any]) -> None:
+    """Merge one entry into the file (a temporary file, then an atomic rename); a failure only costs the memo."""
+    try:
+        entries = _read_capabilities(path)
+        entries[key] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"format": 1, "about": "structured-output dialects negotiated per server by rubrickit's openai: "
+                   "backend; delete this file to negotiate again", "endpoints": entries}
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary.write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        pass
+
+
+class _StructuredRefused(Exception):
+    def __init__(self, status: int | None, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
 # -- HTTP transport ----------------------------------------------------------------------------------------------
 
 
@@ -455,6 +603,13 @@ class OpenAIBackend:
     which reject any temperature but 1). ``http_transport`` is ``"auto"`` (aiohttp when installed, else httpx),
     ``"aiohttp"`` or ``"httpx"``; see :func:`aiohttp_http_client` for why. Other keyword options go to
     ``openai.AsyncOpenAI`` (``default_headers``, ``organization``, ``http_client``, …).
+
+    ``structured`` picks the form of structured output (:data:`STRUCTURED_DIALECTS`): ``"auto"`` (the default, or
+    ``$RUBRICKIT_STRUCTURED_OUTPUT``) negotiates it per server: a request whose form the server refuses
+    (:func:`structured_refusal`) is sent again at once in the next form — not a retry, no backoff — and the form
+    that was accepted is remembered per (endpoint, model) for the process and for :data:`CAPABILITIES_TTL` in
+    ``capabilities_dir/capabilities.json`` (default: the judge cache folder; ``False``: no file). A forced form that
+    the server refuses is a :class:`FatalBackendError`: sending it again cannot help.
     """
 
     def __init__(
@@ -470,10 +625,13 @@ class OpenAIBackend:
         extra_body: Mapping[str, Any] | None = None,
         drop_params: Iterable[str] = (),
         http_transport: Literal["auto", "aiohttp", "httpx"] = "auto",
+        structured: Structured | None = None,
+        capabilities_dir: str | Path | Literal[False] | None = None,
         **client_options: Any,
     ):
         if not model or not model.strip():
             raise BackendSpecError("openai: needs a model name, e.g. 'openai:gpt-4.1-mini'")
+        self._structured = structured_mode(structured)
         if max_tokens_param not in ("auto", "max_tokens", "max_completion_tokens"):
             raise BackendSpecError(f"max_tokens_param={max_tokens_param!r}: expected 'auto', 'max_tokens' or "
                                    "'max_completion_tokens'")
@@ -493,6 +651,8 @@ class OpenAIBackend:
         self._max_tokens_param = max_tokens_param
         self.cache_endpoint = effective_url
         """The server this backend talks to (part of the judge cache's key; credentials are stripped there)."""
+        self._capabilities_dir = capabilities_dir
+        self._capabilities_loaded = False
         if effective_url and "@" in (urlsplit(effective_url).netloc if "://" in effective_url else ""):
             # The key travels as a bearer token; user:password@ in the URL would clash with it on every request
             # (aiohttp refuses both at once), which looks like an outage. Say so at once instead.
@@ -526,22 +686,119 @@ class OpenAIBackend:
     def _secrets(self) -> tuple[str | None, ...]:
         return (getattr(self._client, "api_key", None), *url_secrets(getattr(self, "cache_endpoint", None)))
 
-    def request_params(self, request: CompletionRequest) -> dict[str, Any]:
-        """The keyword arguments of ``chat.completions.create`` for ``request``."""
+    def request_params(self, request: CompletionRequest, structured: str | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for ``request``, its schema sent in the form
+        ``structured`` (default: the forced form, else the one negotiated with this server so far)."""
+        if structured is None:
+            structured = self._structured if self._structured != "auto" else STRUCTURED_DIALECTS[self._start_index()]
         params: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "temperature": request.temperature,
             self._max_tokens_param: request.max_tokens,
         }
-        params.update(output_params(request, extra_body=self._extra_body, guided=self._guided, strict=self._strict))
+        params.update(output_params(request, extra_body=self._extra_body, guided=self._guided, strict=self._strict,
+                                    structured=structured))
         for name in self._drop:
             params.pop(name, None)
         return params
 
+    # -- structured-output negotiation ----------------------------------------------------------------------------
+
+    @property
+    def _negotiation_key(self) -> str:
+        from ..judge.cache import endpoint_identity  # lazily: the judge package imports the backends
+
+        endpoint = endpoint_identity(self.cache_endpoint) or "https://api.openai.com/v1"
+        return f"{endpoint} {self.model}"
+
+    @property
+    def structured_dialect(self) -> str:
+        """The form of structured output this backend sends now: the forced one, else the one negotiated so far."""
+        return self._structured if self._structured != "auto" else STRUCTURED_DIALECTS[self._start_index()]
+
+    def _start_index(self) -> int:
+        key = self._negotiation_key
+        if not self._capabilities_loaded:
+            self._capabilities_loaded = True
+            self._load_capabilities(key)
+        with _negotiation_lock:
+            return _negotiated.get(key, 0)
+
+    def _load_capabilities(self, key: str) -> None:
+        path = _capabilities_file(self._capabilities_dir)
+        entry = _read_capabilities(path).get(key) if path is not None else None
+        if not isinstance(entry, Mapping) or entry.get("structured") not in STRUCTURED_DIALECTS:
+            return
+        checked = entry.get("checked")
+        if not isinstance(checked, (int, float)) or not 0 <= time.time() - checked <= CAPABILITIES_TTL:
+            return
+        index = STRUCTURED_DIALECTS.index(entry["structured"])
+        with _negotiation_lock:
+            if index <= _negotiated.get(key, 0):
+                return
+            _negotiated[key] = index
+            first = (key, index) not in _announced
+            _announced.add((key, index))
+        if first and index > 0:
+            print(f"rubrickit: {self._where()} uses {_DIALECT_LABELS[STRUCTURED_DIALECTS[index]]} (negotiated "
+                  f"earlier, remembered in {path}; delete it to negotiate again)", file=sys.stderr, flush=True)
+
+    def _where(self) -> str:
+        return f"{redact_url(self.cache_endpoint) or 'api.openai.com'} ({self.spec})"
+
+    def _refused(self, index: int, refusal: _StructuredRefused) -> None:
+        """Record that the server refused dialect ``index``: every later call starts past it (monotonic, so
+        concurrent first calls that all met the refusal converge on the same answer)."""
+        key = self._negotiation_key
+        following = index + 1
+        with _negotiation_lock:
+            advanced = following > _negotiated.get(key, 0)
+            if advanced:
+                _negotiated[key] = following
+            first = advanced and (key, following) not in _announced
+            if first:
+                _announced.add((key, following))
+        if not advanced:
+            return
+        refused, used = STRUCTURED_DIALECTS[index], STRUCTURED_DIALECTS[following]
+        if first:
+            print(f"rubrickit: {self._where()} refused {_DIALECT_LABELS[refused]} (HTTP {refusal.status}: "
+                  f"{refusal.detail[:200]}); using {_DIALECT_LABELS[used]}", file=sys.stderr, flush=True)
+        path = _capabilities_file(self._capabilities_dir)
+        if path is not None:
+            endpoint, _, model = key.rpartition(" ")
+            _write_capability(path, key, {"endpoint": endpoint, "model": model, "structured": used,
+                                          "refused": list(STRUCTURED_DIALECTS[:following]), "checked": time.time()})
+
     async def complete(self, request: CompletionRequest) -> Completion:
-        """One chat-completion call; failures become :class:`RetryableBackendError` / :class:`FatalBackendError`."""
-        params = self.request_params(request)
+        """One chat-completion call; failures become :class:`RetryableBackendError` / :class:`FatalBackendError`.
+
+        A request with a JSON schema whose form of structured output the server refuses is sent again at once in
+        the next form (:data:`STRUCTURED_DIALECTS`); that is negotiation, not a retry.
+        """
+        negotiates = request.json_schema is not None and not (request.choices and self._guided is not None)
+        if not negotiates:
+            return await self._post(self.request_params(request), None)
+        if self._structured != "auto":
+            dialect = self._structured
+            try:
+                return await self._post(self.request_params(request, dialect), dialect)
+            except _StructuredRefused as refusal:
+                raise FatalBackendError(
+                    f"{self.spec}: HTTP {refusal.status}: the server refuses {_DIALECT_LABELS[dialect]} "
+                    f"({refusal.detail[:300]}) — structured={dialect!r} was forced; use structured='auto' to "
+                    "negotiate a form it takes", status=refusal.status) from None
+        index = self._start_index()
+        while True:
+            dialect = STRUCTURED_DIALECTS[index]
+            try:
+                return await self._post(self.request_params(request, dialect), dialect)
+            except _StructuredRefused as refusal:
+                self._refused(index, refusal)
+                index = max(index + 1, self._start_index())  # "none" sends no constraint: it is never refused
+
+    async def _post(self, params: dict[str, Any], dialect: str | None) -> Completion:
         body = {**{k: v for k, v in params.items() if k != "extra_body"}, **params.get("extra_body", {})}
         try:
             # The SDK's documented low-level call: the same client, auth, errors and transport as
@@ -550,6 +807,12 @@ class OpenAIBackend:
             response = await self._client.post("/chat/completions", cast_to=self._httpx.Response, body=body)
             text = response.text
         except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if dialect is not None and isinstance(status, int):
+                detail, param = _error_text(exc)
+                if structured_refusal(status, detail, dialect, param):
+                    detail = _server_message(exc).split(' File "')[0].strip()  # llama-cpp-python appends a trace
+                    raise _StructuredRefused(status, redact(detail, self._secrets())) from None
             mapped = map_sdk_error(exc, spec=self.spec, model=self.model, base_url=self.base_url,
                                    timeout=self.timeout, secrets=self._secrets())
             if mapped is None:
@@ -571,9 +834,12 @@ class OpenAIBackend:
 
 
 def output_params(
-    request: CompletionRequest, *, extra_body: dict[str, Any], guided: Any, strict: Any
+    request: CompletionRequest, *, extra_body: dict[str, Any], guided: Any, strict: Any, structured: str = "json_schema"
 ) -> dict[str, Any]:
-    """Seed, logprobs, structured output and ``extra_body`` of an OpenAI-style request (litellm uses it too)."""
+    """Seed, logprobs, structured output and ``extra_body`` of an OpenAI-style request (litellm uses it too).
+
+    ``structured`` is the form a JSON schema is sent in (:data:`STRUCTURED_DIALECTS`).
+    """
     params: dict[str, Any] = {}
     if request.seed is not None:
         params["seed"] = request.seed
@@ -586,7 +852,14 @@ def output_params(
         # One structured-output constraint per request: vLLM rejects a choice and a schema together.
         extra.update(guided_choice_body(request.choices, guided))
     elif request.json_schema is not None:
-        params["response_format"] = response_format(request.json_schema, strict)
+        schema = request.json_schema
+        if structured == "json_schema":
+            params["response_format"] = response_format(schema, strict)
+        elif structured == "json_object":  # llama-cpp-python (its grammar is built from the schema), Together
+            params["response_format"] = {"type": "json_object", "schema": dict(schema)}
+        elif structured == "guided":
+            extra.update({"guided_json": dict(schema)} if guided == "guided_choice"
+                         else {"structured_outputs": {"json": dict(schema)}})
     if extra:
         params["extra_body"] = extra
     return params

@@ -57,7 +57,16 @@ from .prompts import PromptLibrary
 from .retry import RetryPolicy, call_with_retries
 from .tasks import Call, Mode, Task, TaskBuilder, assign_rubrics, build_plan
 
-__all__ = ["Judge", "JudgeModeError", "JudgeOptions"]
+__all__ = ["Judge", "JudgeModeError", "JudgeOptions", "set_run_announcer"]
+
+_announcer: Callable[[str], object] | None = None
+
+
+def set_run_announcer(announce: Callable[[str], object] | None) -> None:
+    """Have every new :class:`Judge` report its :meth:`Judge.describe` line to ``announce`` (the CLI prints it as
+    the run's header on standard error; ``None``, the default for library use, turns it off)."""
+    global _announcer
+    _announcer = announce
 
 T = TypeVar("T")
 Rubrics = Rubric | RubricSet | Sequence[Rubric]
@@ -86,10 +95,12 @@ class JudgeOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    mode: Mode = "per_criterion"
+    mode: Mode | None = None
     """``per_criterion`` (one call per response × criterion), ``per_response`` (one call per response),
     ``logprob`` (one-token Yes/No with probabilities), ``likert`` (expected level of scale criteria from digit
-    probabilities), ``holistic`` (one 1–10 rating per response)."""
+    probabilities), ``holistic`` (one 1–10 rating per response). ``None``: the backend's default
+    (``Capabilities.default_mode``: ``logprob`` on the embedded judge, ``per_criterion`` elsewhere); the
+    :class:`Judge` fills it in, so ``judge.options.mode`` is always set."""
     concurrency: int = Field(16, ge=1)
     """Backend calls in flight at once."""
     rpm: float | None = Field(None, gt=0)
@@ -261,11 +272,22 @@ class Judge(ChoiceScoring):
         """The options in force."""
         self._owns_backend = judge is None or isinstance(judge, str)
         backend_options = dict(backend_options or {})
-        if base.timeout is not None and isinstance(judge, str) and judge.partition(":")[0].strip().lower() in (
-                "openai", "litellm"):
+        kind = judge.partition(":")[0].strip().lower() if isinstance(judge, str) else None
+        if base.timeout is not None and kind in ("openai", "litellm"):
             backend_options.setdefault("timeout", base.timeout)
+        if kind == "openai":  # the structured-output form a server accepts is remembered beside the judge cache
+            backend_options.setdefault("capabilities_dir", (base.cache_dir or default_cache_dir()) if base.use_cache
+                                       else False)
         self.backend: Backend = get_backend(judge, base_url=base_url, **backend_options)
         """The backend that answers."""
+        self.mode_defaulted = base.mode is None
+        """Whether the mode is the backend's default (no mode was chosen)."""
+        if base.mode is None:
+            base = base.model_copy(update={"mode": getattr(self.backend.capabilities, "default_mode",
+                                                           "per_criterion")})
+            self.options = base
+        if _announcer is not None:
+            _announcer(self.describe())
         self.library = PromptLibrary(base.templates_dir)
         """The prompt templates."""
         self.accounting = Accounting(judge=self.backend.spec)
@@ -300,6 +322,11 @@ class Judge(ChoiceScoring):
     def summary(self) -> dict[str, Any]:
         """The accounting of the run so far, with the number of deduplicated requests."""
         return {**self.accounting.as_dict(), "duplicates": self.duplicates}
+
+    def describe(self) -> str:
+        """One line for a run's header: the judge and its mode, and whether the mode is the backend's default."""
+        why = " (this judge's default; choose another with --mode)" if self.mode_defaulted else ""
+        return f"judge {self.spec}, mode {self.options.mode}{why}"
 
     def check_mode(self) -> None:
         """Raise :class:`JudgeModeError` up front when the backend cannot do the mode."""
