@@ -4,8 +4,11 @@ valid rubrics with provenance, and writing them atomically.
 A method gets a :class:`GenContext` (the generator and judge :class:`~rubrickit.judge.engine.Judge` objects, the
 prompt library and a :class:`Stats`) and returns a :class:`GenerationResult`. Generated text from small models is
 often malformed: :meth:`Generator.ajson` re-asks with the reason, then raises :class:`GenerationFailed`; methods
-catch it, count the reason and skip the item. Nothing invalid is ever written: :func:`make_rubric` validates, and
-:func:`write_result` writes atomically and re-reads what it wrote.
+catch it, count the reason and skip the item. A call may carry the JSON Schema of its reply
+(:mod:`rubrickit.generate.schemas`): it is sent as structured output when the generator's backend honours it
+(``capabilities.json_schema``), and left off otherwise, where the tolerant readers and re-asks do the work.
+Nothing invalid is ever written: :func:`make_rubric` validates, and :func:`write_result` writes atomically and
+re-reads what it wrote.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..judge.modes import failure_of, judge_unusable
 from ..judge.parse import json_objects
 from ..judge.prompts import PromptLibrary, RenderedPrompt
 from ..rubric import Criterion, Provenance, Rubric
+from .schemas import fit_schema
 
 __all__ = [
     "GenContext",
@@ -87,7 +91,9 @@ class Generator:
 
     Calls go through :meth:`Judge.send` (cache, dedup, rate limits, retries). ``salt`` distinguishes samples that
     must differ (rejection sampling: ``salt=f"try{n}"``); the same salt gives the cached answer again, so a re-run
-    of a method is free.
+    of a method is free. ``schema`` (a reply's JSON Schema) goes on the request, re-asks included, only when
+    :attr:`structured_output` is on, its bounds fitted to the call's ``max_tokens``
+    (:func:`~rubrickit.generate.schemas.fit_schema`); it is then part of the cache key.
     """
 
     def __init__(self, judge: Any, library: PromptLibrary, *, temperature: float = 0.7, max_tokens: int = 1024,
@@ -103,22 +109,30 @@ class Generator:
         """The generator model's spec."""
         return self.judge.spec
 
+    @property
+    def structured_output(self) -> bool:
+        """Whether the generator's backend honours a request's ``json_schema`` (its ``capabilities.json_schema``)."""
+        return bool(self.judge.backend.capabilities.json_schema)
+
     def render(self, template: str, variables: Mapping[str, Any]) -> RenderedPrompt:
         """Render ``prompts/<template>.j2``."""
         return self.library.render(template, variables)
 
     async def atext(self, template: str, variables: Mapping[str, Any], *, salt: str = "",
-                    temperature: float | None = None, max_tokens: int | None = None) -> str:
+                    temperature: float | None = None, max_tokens: int | None = None,
+                    schema: Mapping[str, Any] | None = None) -> str:
         """The generator's raw reply text (raises :class:`GenerationFailed` when the backend fails)."""
         rendered = self.render(template, variables)
-        return await self._send(rendered.messages, salt, temperature, max_tokens)
+        return await self._send(rendered.messages, salt, temperature, max_tokens, schema)
 
     async def _send(self, messages: Sequence[Message], salt: str, temperature: float | None,
-                    max_tokens: int | None) -> str:
+                    max_tokens: int | None, schema: Mapping[str, Any] | None = None) -> str:
         temp = self.temperature if temperature is None else temperature
         seed = int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16) if salt else None
-        request = CompletionRequest(messages=tuple(messages), max_tokens=max_tokens or self.max_tokens,
-                                    temperature=temp, seed=seed)
+        budget = max_tokens or self.max_tokens
+        json_schema = fit_schema(dict(schema), budget) if schema is not None and self.structured_output else None
+        request = CompletionRequest(messages=tuple(messages), max_tokens=budget,
+                                    temperature=temp, seed=seed, json_schema=json_schema)
         try:
             completion, _ = await self.judge.send(request, salt=salt)
         except Exception as error:  # backend failures after the retries, including backend-specific ones
@@ -128,7 +142,8 @@ class Generator:
         return completion.text
 
     async def aread(self, template: str, variables: Mapping[str, Any], read: Callable[[str], T], *,
-                    salt: str = "", temperature: float | None = None, max_tokens: int | None = None) -> T:
+                    salt: str = "", temperature: float | None = None, max_tokens: int | None = None,
+                    schema: Mapping[str, Any] | None = None) -> T:
         """Render, send, and ``read`` the reply text; re-ask with the reason ``read`` gives, then give up.
 
         ``read`` raises ``ValueError`` (or a pydantic ``ValidationError``, ``TypeError``, ``KeyError``) with a short
@@ -141,7 +156,8 @@ class Generator:
         messages: tuple[Message, ...] = rendered.messages
         reason = "no reply"
         for attempt in range(self.reasks + 1):
-            text = await self._send(messages, f"{salt}#r{attempt}" if attempt else salt, temperature, max_tokens)
+            text = await self._send(messages, f"{salt}#r{attempt}" if attempt else salt, temperature, max_tokens,
+                                    schema)
             try:
                 return read(text)
             except ValidationError as error:
@@ -153,7 +169,8 @@ class Generator:
         raise GenerationFailed(reason)
 
     async def ajson(self, template: str, variables: Mapping[str, Any], parse: Callable[[dict[str, Any]], T], *,
-                    salt: str = "", temperature: float | None = None, max_tokens: int | None = None) -> T:
+                    salt: str = "", temperature: float | None = None, max_tokens: int | None = None,
+                    schema: Mapping[str, Any] | None = None) -> T:
         """:meth:`aread` with ``parse`` applied to the last JSON object of the reply (re-asked when there is none)."""
 
         def read(text: str) -> T:
@@ -163,7 +180,7 @@ class Generator:
             return parse(objects[-1])
 
         return await self.aread(template, variables, read, salt=salt, temperature=temperature,
-                                max_tokens=max_tokens)
+                                max_tokens=max_tokens, schema=schema)
 
 
 @dataclass

@@ -73,6 +73,7 @@ from .common import (
     make_rubric,
 )
 from .data import Comparison, PromptGroup
+from .schemas import contrastive_schema, diagnosis_schema, synthesis_schema
 
 __all__ = [
     "MAX_DIAGNOSE_PRINCIPLES",
@@ -404,10 +405,10 @@ def plain_findings(text: str) -> dict[str, Any] | None:
 
 async def ask(generator: Generator, template: str, variables: Mapping[str, Any],
               parse: Callable[[Mapping[str, Any]], T], plain: Callable[[str], Mapping[str, Any] | None] | None = None,
-              *, salt: str = "") -> T:
-    """:meth:`Generator.ajson` (same salts, seeds, re-asks and :class:`GenerationFailed`), tolerating one more
-    thing: a reply without a JSON object may carry its answer in a plain form that ``plain(text)`` reads into the
-    object ``parse`` takes (a bare JSON list; OpenRubrics' tagged list)."""
+              *, salt: str = "", schema: Mapping[str, Any] | None = None) -> T:
+    """:meth:`Generator.ajson` (same salts, seeds, re-asks, ``schema`` and :class:`GenerationFailed`), tolerating
+    one more thing: a reply without a JSON object may carry its answer in a plain form that ``plain(text)`` reads
+    into the object ``parse`` takes (a bare JSON list; OpenRubrics' tagged list)."""
 
     def read(text: str) -> T:
         objects = json_objects(text)
@@ -420,7 +421,7 @@ async def ask(generator: Generator, template: str, variables: Mapping[str, Any],
             raise ValueError("no JSON object in the reply")
         return parse(obj)
 
-    return await generator.aread(template, variables, read, salt=salt)
+    return await generator.aread(template, variables, read, salt=salt, schema=schema)
 
 
 # --------------------------------------------------------------------------- the method
@@ -498,7 +499,7 @@ class _GroupRun:
                      "preferred": preferred, "rejected": "B" if preferred == "A" else "A",
                      "max_rules": MAX_RULES, "max_principles": MAX_PRINCIPLES}
         return await ask(self.ctx.generator, "contrastive_generate", _defused(variables), parse_contrastive,
-                         plain_contrastive, salt=salt)
+                         plain_contrastive, salt=salt, schema=contrastive_schema(MAX_RULES, MAX_PRINCIPLES))
 
     async def _diagnosis(self, index: int, salt: str) -> list[dict[str, str]]:
         if index not in self.diagnoses:
@@ -508,7 +509,7 @@ class _GroupRun:
                          "max_findings": MAX_FINDINGS}
             parse = findings_parser(response, self.findings_dropped)
             findings = await ask(self.ctx.generator, "contrastive_diagnose", _defused(variables), parse,
-                                 plain_findings, salt=f"{salt}/r{index}")
+                                 plain_findings, salt=f"{salt}/r{index}", schema=diagnosis_schema(MAX_FINDINGS))
             self.diagnoses[index] = findings
         return self.diagnoses[index]
 
@@ -528,7 +529,7 @@ class _GroupRun:
                      "max_rules": MAX_RULES, "max_principles": MAX_DIAGNOSE_PRINCIPLES}
         try:
             return await ask(self.ctx.generator, "contrastive_synthesize", _defused(variables), parse_synthesis,
-                             salt=salt)
+                             salt=salt, schema=synthesis_schema(MAX_RULES, MAX_DIAGNOSE_PRINCIPLES))
         except GenerationFailed as error:
             raise GenerationFailed(f"synthesis: {error.reason}") from None
 

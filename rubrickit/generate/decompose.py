@@ -72,6 +72,7 @@ from .common import (
     make_rubric,
 )
 from .data import PromptGroup
+from .schemas import decompose_overlap_schema, rubrics_schema
 
 __all__ = [
     "MAX_CHILDREN",
@@ -181,7 +182,8 @@ def rubric_texts(text: str) -> list[str] | None:
 async def _ask_rubrics(generator: Generator, template: str, variables: Mapping[str, Any], *, salt: str,
                        limit: int) -> list[str]:
     """Like :meth:`Generator.ajson`, but reading a list of statements in any shape :func:`rubric_texts` accepts
-    (``ajson`` sees JSON objects only); at most ``limit`` are kept. Raises :class:`GenerationFailed`."""
+    (``ajson`` sees JSON objects only); at most ``limit`` are kept (and asked for, as the reply's schema). Raises
+    :class:`GenerationFailed`."""
 
     def read(text: str) -> list[str]:
         texts = rubric_texts(text)
@@ -190,7 +192,7 @@ async def _ask_rubrics(generator: Generator, template: str, variables: Mapping[s
         raise ValueError("the rubric list is empty" if texts is not None else
                          "no JSON object with a \"rubrics\" list in the reply")
 
-    return await generator.aread(template, variables, read, salt=salt)
+    return await generator.aread(template, variables, read, salt=salt, schema=rubrics_schema(limit))
 
 
 def _fraction(value: Any) -> float:
@@ -444,7 +446,8 @@ class _GroupRun:
             self.stats.add("overlap_checks")
             try:
                 fraction, conflict = await checker.ajson("decompose_overlap", variables, parse_overlap,
-                                                         salt=f"rrd-overlap:{self.group.id}")
+                                                         salt=f"rrd-overlap:{self.group.id}",
+                                                         schema=decompose_overlap_schema())
             except GenerationFailed:
                 self.stats.add("overlap_check_failures")
                 continue

@@ -56,6 +56,7 @@ from .common import (
     make_rubric,
 )
 from .data import PromptGroup
+from .schemas import per_schema
 
 __all__ = ["agenerate"]
 
@@ -293,7 +294,8 @@ async def _ask_criteria(ctx: GenContext, template: str, variables: Mapping[str, 
     def parse(obj: dict[str, Any]) -> tuple[list[str], Counter[str]]:
         return _criteria_texts(obj, max_criteria)
 
-    texts, dropped = await ajson_lenient(ctx.generator, template, variables, parse, salt=salt, list_key="criteria")
+    texts, dropped = await ajson_lenient(ctx.generator, template, variables, parse, salt=salt, list_key="criteria",
+                                         schema=per_schema(max_criteria))
     for reason, count in dropped.items():
         ctx.stats.add(f"criteria_{reason}", count)
     return make_criteria([{"text": text} for text in texts])

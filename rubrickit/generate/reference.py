@@ -46,6 +46,7 @@ from .common import (
     make_rubric,
 )
 from .data import PromptGroup
+from .schemas import reference_schema
 
 __all__ = ["CATEGORIES", "agenerate", "ajson_reply", "item_list", "number", "parse_items", "rubric_id_for"]
 
@@ -104,9 +105,11 @@ def _candidates(text: str) -> list[dict[str, Any]]:
 
 
 async def ajson_reply(generator: Generator, template: str, variables: Mapping[str, Any],
-                      parse: Callable[[dict[str, Any]], T], *, salt: str = "") -> T:
-    """Like :meth:`Generator.ajson`, tolerant of the list shapes small models write: the last object holding an item
-    list wins, and a bare JSON list is accepted. ``parse`` raises ``ValueError`` with a reason to re-ask."""
+                      parse: Callable[[dict[str, Any]], T], *, salt: str = "",
+                      schema: Mapping[str, Any] | None = None) -> T:
+    """Like :meth:`Generator.ajson` (``schema`` included), tolerant of the list shapes small models write: the last
+    object holding an item list wins, and a bare JSON list is accepted. ``parse`` raises ``ValueError`` with a
+    reason to re-ask."""
 
     def read(text: str) -> T:
         candidates = _candidates(text)
@@ -115,7 +118,7 @@ async def ajson_reply(generator: Generator, template: str, variables: Mapping[st
                              else "no JSON object in the reply")
         return parse(candidates[0])
 
-    return await generator.aread(template, variables, read, salt=salt)
+    return await generator.aread(template, variables, read, salt=salt, schema=schema)
 
 
 def rubric_id_for(method: str, prompt_id: str) -> str:
@@ -222,7 +225,8 @@ async def _one(group: PromptGroup, ctx: GenContext, source: str | None, paramete
         stats.add("tries")
         try:
             items, counts = await ajson_reply(ctx.generator, "reference_items", variables, parse,
-                                              salt=f"reference/{group.id}/try{attempt}")
+                                              salt=f"reference/{group.id}/try{attempt}",
+                                              schema=reference_schema(min_items, max_items))
         except GenerationFailed as failure:
             reason = failure.reason
             stats.reject(_reason_kind(reason))

@@ -41,6 +41,7 @@ from .common import (
 )
 from .data import PromptGroup
 from .reference import ajson_reply, item_list, number, rubric_id_for
+from .schemas import tail_propose_schema, tail_revise_schema
 
 __all__ = ["agenerate", "pass_rates", "parse_criteria"]
 
@@ -129,7 +130,7 @@ class _Refiner:
         variables = {"conversation": conversation_data(self.group.prompt),
                      "reference": neutralize(self.group.reference) if self.group.reference else None}
         criteria, _ = await ajson_reply(self.ctx.generator, "tail_propose", variables, parse_criteria,
-                                        salt=f"tail/{self.group.id}/propose")
+                                        salt=f"tail/{self.group.id}/propose", schema=tail_propose_schema())
         return self._rubric(criteria, None)
 
     def _rubric(self, criteria: list[dict[str, Any]], base: Rubric | None) -> Rubric:
@@ -179,7 +180,8 @@ class _Refiner:
                           else f"{entry['pass_rates'][c.id]:.2f}"} for c in rubric.criteria],
         }
         criteria, edits = await ajson_reply(self.ctx.generator, "tail_revise", variables, parse_criteria,
-                                            salt=f"tail/{self.group.id}/round{round_}")
+                                            salt=f"tail/{self.group.id}/round{round_}",
+                                            schema=tail_revise_schema([c.id for c in rubric.criteria]))
         return self._rubric(criteria, rubric), edits
 
     async def run(self, start: Rubric, rounds: int) -> tuple[Rubric | None, str | None]:

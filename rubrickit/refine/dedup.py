@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..generate.common import GenerationFailed, Generator
+from ..generate.schemas import refine_overlap_schema
 from ..judge.prompts import criterion_data
 from ..rubric import Criterion, Rubric
 from .filters import StepReport
@@ -111,7 +112,7 @@ async def aoverlap(generator: Generator, kept: Criterion, candidate: Criterion, 
     :class:`GenerationFailed` when its reply cannot be read after the re-asks."""
     variables = {"first": criterion_data(kept), "second": criterion_data(candidate)}
     return await generator.ajson("refine_overlap", variables, _parse_overlap, salt=f"overlap:{salt}",
-                                 temperature=0.0, max_tokens=256)
+                                 temperature=0.0, max_tokens=256, schema=refine_overlap_schema())
 
 
 async def adedup(rubric: Rubric, *, threshold: float = 0.9, embedding_model: str | None = None,

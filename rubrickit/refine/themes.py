@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from ..generate.common import GenerationFailed, Generator, Stats, criterion_slug
+from ..generate.schemas import themes_schema
 from ..judge.prompts import neutralize
 from ..rubric import Criterion
 
@@ -81,7 +82,8 @@ async def structure_themes(criteria: list[Criterion], generator: Generator, *, m
         counts.merge(local)
         return themes
 
-    themes = await ajson_lenient(generator, _TEMPLATE, variables, parse, salt=f"themes:{salt}", list_key="themes")
+    themes = await ajson_lenient(generator, _TEMPLATE, variables, parse, salt=f"themes:{salt}", list_key="themes",
+                                 schema=themes_schema(list(by_id), max_themes, max_tips))
     covered = {sid for theme in themes for sid in theme.source_ids}
     counts.add("themes_uncovered", sum(1 for c in criteria if c.id not in covered))
     if stats is not None:
@@ -208,18 +210,19 @@ def bare_json_list(text: str) -> list[Any] | None:
 
 
 async def ajson_lenient(generator: Generator, template: str, variables: Mapping[str, Any],
-                        parse: Callable[[dict[str, Any]], T], *, salt: str, list_key: str) -> T:
+                        parse: Callable[[dict[str, Any]], T], *, salt: str, list_key: str,
+                        schema: Mapping[str, Any] | None = None) -> T:
     """:meth:`Generator.ajson`, also accepting a reply that is a bare JSON list (read as ``{list_key: list}``).
 
     The first reply is read as text; when it is a usable bare list it is parsed at once, otherwise the same request
-    goes through :meth:`Generator.ajson` (the identical first request is answered by the engine's deduplication, so
-    no extra model call is made) and its re-asks.
+    goes through :meth:`Generator.ajson` (the identical first request, ``schema`` included, is answered by the
+    engine's deduplication, so no extra model call is made) and its re-asks.
     """
-    text = await generator.atext(template, variables, salt=salt)
+    text = await generator.atext(template, variables, salt=salt, schema=schema)
     items = bare_json_list(text)
     if items is not None:
         try:
             return parse({list_key: items})
         except (ValueError, TypeError, KeyError, ValidationError):
             pass
-    return await generator.ajson(template, variables, parse, salt=salt)
+    return await generator.ajson(template, variables, parse, salt=salt, schema=schema)
