@@ -116,7 +116,7 @@ def bounded_schema(schema: dict[str, Any], max_tokens: int, count_tokens: Callab
     # (measured: 3 more in 33 on SmolLM2); half again as many, plus the end-of-sequence token, leaves room for it.
     budget = max_tokens - (3 * structure) // 2 - 2
     for node, weight in sorted(strings, key=lambda pair: pair[0].get("maxLength", max_tokens)):
-        share = max(_MIN_STRING, budget // slots)
+        share = max(_MIN_STRING, int(node.get("minLength", 0)), budget // slots)
         node["maxLength"] = min(int(node.get("maxLength", share)), share)
         budget -= node["maxLength"] * weight
         slots -= weight

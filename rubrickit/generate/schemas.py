@@ -60,7 +60,7 @@ TAIL_MAX_ADDED = 4
 """How many criteria a tail revision may add to the current list (splits and new ones, net of deletions)."""
 
 _MIN_LENGTH = 16
-"""The shortest ``maxLength`` :func:`fit_schema` gives a string (the ``hf`` grammar's floor too)."""
+"""The shortest ``maxLength`` :func:`fit_schema` gives a string."""
 _WEIGHTS = [-5, -4, -3, -2, -1, 1, 2, 3, 4, 5]
 
 
