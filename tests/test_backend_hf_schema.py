@@ -128,11 +128,11 @@ def test_bounded_schema_shares_the_budget_between_free_strings() -> None:
 
 
 def test_bounded_schema_weights_strings_by_how_often_they_can_occur() -> None:
-    # Up to 10 statements of at most 300 characters and one short title: the title keeps its own bound and the
+    # Exactly 10 statements of at most 300 characters and one short title: the title keeps its own bound and the
     # statements share the rest ten ways, so the longest reply the grammar allows is inside the budget.
     schema = {"type": "object", "additionalProperties": False, "required": ["title", "items"], "properties": {
         "title": {"type": "string", "maxLength": 8},
-        "items": {"type": "array", "maxItems": 10, "items": {"type": "string", "maxLength": 300}}}}
+        "items": {"type": "array", "minItems": 10, "maxItems": 10, "items": {"type": "string", "maxLength": 300}}}}
     bounded = bounded_schema(schema, 400, lambda text: len(text) // 2)
     title, item = bounded["properties"]["title"]["maxLength"], bounded["properties"]["items"]["items"]["maxLength"]
     assert title == 8 and 16 <= item < 40
@@ -140,3 +140,32 @@ def test_bounded_schema_weights_strings_by_how_often_they_can_occur() -> None:
     assert len(json.dumps(longest, separators=(", ", ": "))) // 2 + 10 * item // 2 < 400
     roomy = bounded_schema(schema, 10_000, lambda text: len(text) // 2)
     assert roomy["properties"]["items"]["items"]["maxLength"] == 300  # its own bound, when the budget allows it
+
+
+def test_bounded_schema_gives_up_list_items_before_statements_become_fragments() -> None:
+    # RaR's checklist (7 to 20 items) at the generator's default budget: at one token per character, twenty items
+    # would get about twenty characters each (fragments a small model fills by repeating itself); the list keeps
+    # fewer, longer items, never fewer than its minItems, and the longest reply still fits.
+    from rubrickit.generate.schemas import fit_schema, reference_schema
+
+    def count(text: str) -> int:
+        return len(text) // 3
+
+    bounded = bounded_schema(fit_schema(reference_schema(7, 20), 1024), 1024, count)
+    items = bounded["properties"]["items"]
+    assert 7 <= items["maxItems"] < 20 and items["minItems"] == 7
+    assert items["items"]["properties"]["text"]["maxLength"] >= 90
+    longest = {"items": [{"category": "Important", "weight": 5, "text": "x" * items["items"]["properties"]["text"][
+        "maxLength"]}] * items["maxItems"]}
+    structure = count(json.dumps({"items": [{"category": "Important", "weight": 5, "text": ""}] * items["maxItems"]},
+                                 separators=(", ", ": ")))
+    assert 3 * structure // 2 + items["maxItems"] * items["items"]["properties"]["text"]["maxLength"] < 1024
+    assert len(longest["items"]) == items["maxItems"]
+    # A list already at its floor keeps its items; the strings share what is left (the old behaviour).
+    floor = bounded_schema(reference_schema(7, 7), 256, count)
+    assert floor["properties"]["items"]["maxItems"] == 7
+    # A list without minItems keeps at least one item; a budget too small even for that is still an error.
+    one = bounded_schema({"type": "array", "maxItems": 50, "items": {"type": "string"}}, 60, count)
+    assert one["maxItems"] >= 1 and one["items"]["maxLength"] >= 16
+    with pytest.raises(ValueError, match="cannot hold"):
+        bounded_schema(reference_schema(7, 20), 40, count)

@@ -37,6 +37,9 @@ __all__ = ["SchemaGrammars", "SchemaLogitsProcessor", "bounded_schema", "grammar
 _COMPILE_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 _MIN_STRING = 1
 """The shortest ``maxLength`` a free string is given, however tight the budget."""
+_USEFUL_STRING = 96
+"""Characters a free string in a list should get (or its own ``maxLength`` when shorter) before lists give up
+items: about one criterion sentence."""
 
 
 def grammar_available() -> bool:
@@ -96,31 +99,66 @@ def bounded_schema(schema: dict[str, Any], max_tokens: int, count_tokens: Callab
     between the strings, weighted by how often each can occur: a string whose own ``maxLength`` is below its share
     keeps it and leaves the remainder to the others; the others get the share (at least :data:`_MIN_STRING`). One
     character never takes more than one token in ASCII text, so the reply cannot be cut off (text of two or three
-    tokens per character, such as a CJK rationale, still can; the engine then records an ``error``). Raises
-    :class:`ValueError` when ``max_tokens`` cannot hold even the structure.
+    tokens per character, such as a CJK rationale, still can; the engine then records an ``error``).
+
+    Lists of free text give up items before their strings shrink below :data:`_USEFUL_STRING` characters: while
+    the share falls short, such lists lose items together, never below their ``minItems`` (nor below one). Twenty
+    criteria of twenty characters are fragments a small model fills by repeating itself; seven of a hundred are
+    sentences. Raises :class:`ValueError` when ``max_tokens`` cannot hold even the smallest structure.
     """
     bounded = copy.deepcopy(schema)
-    strings: list[tuple[dict[str, Any], int]] = []
-    _strings(bounded, 1, strings)
-    if not strings:
+    if not _strings_of(bounded):
         return bounded
-    empty = copy.deepcopy(bounded)
-    for node, _ in _strings_of(empty):
-        node["maxLength"] = 0
-    structure = count_tokens(json.dumps(_skeleton(empty), ensure_ascii=False, separators=(", ", ": ")))
-    slots = sum(weight for _, weight in strings)
-    if structure + slots + 1 > max_tokens:
-        raise ValueError(f"max_tokens {max_tokens} cannot hold a reply of this schema (its structure alone takes "
-                         f"about {structure} tokens); raise max_tokens")
-    # A model under a grammar may spell the forced structure in more, smaller tokens than the tokenizer would
-    # (measured: 3 more in 33 on SmolLM2); half again as many, plus the end-of-sequence token, leaves room for it.
-    budget = max_tokens - (3 * structure) // 2 - 2
+    while True:
+        strings = _strings_of(bounded)
+        structure, slots = _structure_tokens(bounded, count_tokens), sum(weight for _, weight in strings)
+        # A model under a grammar may spell the forced structure in more, smaller tokens than the tokenizer would
+        # (measured: 3 more in 33 on SmolLM2); half again as many, plus the end-of-sequence token, leaves room for it.
+        budget = max_tokens - (3 * structure) // 2 - 2
+        wanted = sum(min(int(node.get("maxLength", _USEFUL_STRING)), _USEFUL_STRING) * weight
+                     for node, weight in strings)
+        fits = structure + slots + 1 <= max_tokens
+        if fits and budget >= wanted:
+            break
+        lists = _text_lists(bounded)
+        if not lists:
+            if not fits:
+                raise ValueError(f"max_tokens {max_tokens} cannot hold a reply of this schema (its structure alone "
+                                 f"takes about {structure} tokens); raise max_tokens")
+            break
+        for node in lists:  # each list loses about a fifth of its items per round (at least one)
+            floor = max(int(node.get("minItems", 0)), 1)
+            node["maxItems"] = max(floor, int(node["maxItems"]) - max(1, int(node["maxItems"]) // 5))
     for node, weight in sorted(strings, key=lambda pair: pair[0].get("maxLength", max_tokens)):
         share = max(_MIN_STRING, int(node.get("minLength", 0)), budget // slots)
         node["maxLength"] = min(int(node.get("maxLength", share)), share)
         budget -= node["maxLength"] * weight
         slots -= weight
     return bounded
+
+
+def _structure_tokens(schema: dict[str, Any], count_tokens: Callable[[str], int]) -> int:
+    """Tokens of the largest instance of ``schema`` with every free string empty."""
+    empty = copy.deepcopy(schema)
+    for node, _ in _strings_of(empty):
+        node["maxLength"] = 0
+    return count_tokens(json.dumps(_skeleton(empty), ensure_ascii=False, separators=(", ", ": ")))
+
+
+def _text_lists(schema: Any) -> list[dict[str, Any]]:
+    """The arrays of ``schema`` holding free strings that may still lose items (``maxItems`` above its floor)."""
+    if isinstance(schema, list):
+        return [node for item in schema for node in _text_lists(item)]
+    if not isinstance(schema, dict):
+        return []
+    found = []
+    if (schema.get("type") == "array" and "maxItems" in schema and _strings_of(schema.get("items") or {})
+            and int(schema["maxItems"]) > max(int(schema.get("minItems", 0)), 1)):
+        found.append(schema)
+    for key, value in schema.items():
+        if key not in ("enum", "const", "default", "examples"):
+            found.extend(_text_lists(value))
+    return found
 
 
 def _strings_of(schema: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:

@@ -106,6 +106,8 @@ POLICY_TEMPERATURE = 1.0
 
 _SPACES = re.compile(r"\s+")
 _FENCE = re.compile(r"```[A-Za-z]*")
+_PLACEHOLDER = re.compile(r"\s*(?:<[^<>]*>|\.{2,}|\u2026)\s*[.,]?\s*")
+"""A statement that is only the reply contract's placeholder (``<one self-contained statement ...>``, ``...``)."""
 _LIST_KEYS = ("rubrics", "rubric", "criteria", "criterion", "items", "subrubrics", "finerrubrics", "children",
               "statements", "list")
 _TEXT_KEYS = ("text", "rubric", "criterion", "statement", "description", "title", "content")
@@ -145,8 +147,9 @@ def rubric_texts(text: str) -> list[str] | None:
     """The rubric statements of a generator reply, or ``None`` when it holds no list of them.
 
     Accepted shapes: ``{"rubrics": [...]}`` (or ``criteria``/``items``/a key naming them), a bare JSON list, or a run
-    of ``{"text": ...}`` objects; items are strings or objects with a ``text``-like key. Blank items and repeats are
-    dropped; nothing is invented.
+    of ``{"text": ...}`` objects; items are strings or objects with a ``text``-like key. Blank items, repeats and the
+    contract's placeholders copied back (``"<one self-contained statement ...>"``, ``"..."``) are dropped; nothing is
+    invented.
     """
     raw: list[Any] | None = None
     objects = json_objects(text)
@@ -173,6 +176,8 @@ def rubric_texts(text: str) -> list[str] | None:
     for item in raw:
         found = _item_text(item)
         statement = _SPACES.sub(" ", found).strip() if found else ""
+        if _PLACEHOLDER.fullmatch(statement):
+            continue  # the contract's example copied back: nothing to judge
         if statement and _same(statement) not in seen:
             seen.add(_same(statement))
             out.append(statement)

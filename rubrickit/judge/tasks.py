@@ -43,6 +43,7 @@ from ..checks import run_check
 from ..errors import RubricError
 from ..rubric import Criterion, Rubric, RubricSet, Verdict
 from . import parse
+from .data import stable_id
 from .prompts import PromptLibrary, RenderedPrompt, criterion_data, material_data, pair_material_data
 
 __all__ = ["AB", "Call", "Mode", "Reader", "Task", "TaskBuilder", "assign_rubrics", "build_plan", "check_verdict",
@@ -301,9 +302,10 @@ def assign_rubrics(rubrics: Any, items: Sequence[Any], *, optional: bool = False
 
     A single :class:`Rubric` judges every item. A :class:`RubricSet` gives each item the rubric of its
     ``prompt_id``. A list: one rubric judges every item; several: the general ones (no ``prompt_id``) judge every
-    item and a prompt-specific one the items of its ``prompt_id``. ``None`` (only with ``optional``, for direct
-    pairwise comparison) pairs every item with no rubric. An item left without a rubric is a :class:`RubricError`
-    naming it (up to five are listed).
+    item and a prompt-specific one the items of its ``prompt_id``. An item without a ``prompt_id`` goes by the stable
+    hash of its prompt (:func:`~rubrickit.judge.data.stable_id`), the id generated rubrics give such a prompt.
+    ``None`` (only with ``optional``, for direct pairwise comparison) pairs every item with no rubric. An item left
+    without a rubric is a :class:`RubricError` naming it (up to five are listed).
     """
     if rubrics is None:
         if not optional:
@@ -329,8 +331,11 @@ def assign_rubrics(rubrics: Any, items: Sequence[Any], *, optional: bool = False
     assigned, problems = [], []
     for item in items:
         chosen = list(general)
-        if item.prompt_id is not None and item.prompt_id in specific:
-            chosen.append(specific[item.prompt_id])
+        # An item without a prompt_id has the id the generators give its prompt (a stable hash of the prompt), so
+        # a rubric set generated from a data file judges that file's items.
+        prompt_id = item.prompt_id if item.prompt_id is not None else stable_id(item.prompt) if specific else None
+        if prompt_id is not None and prompt_id in specific:
+            chosen.append(specific[prompt_id])
         if not chosen:
             problems.append(_no_rubric(item, specific))
         assigned.extend((item, rubric) for rubric in chosen)
