@@ -19,6 +19,8 @@ from rubrickit.generate.common import (
     GenerationResult,
     Generator,
     Stats,
+    blank_placeholders,
+    contract_placeholders,
     judge_pair,
     make_criteria,
     make_rubric,
@@ -230,3 +232,17 @@ def test_whitened_weights_match_formula_and_discount_duplicates():
     # The two copies of criterion 0 together weigh less than twice what one copy gets next to the others.
     assert doubled[0] + doubled[3] < 2 * doubled[1:3].mean()
     assert doubled[0] == pytest.approx(doubled[3])
+
+
+def test_placeholders_the_model_copies_from_the_reply_contract_are_blanked():
+    # SmolLM2 under a JSON grammar copies the contract's example: "<one general sentence>" as a theme, a tip that
+    # starts with the placeholder. The readers see blank strings (which they drop) and the model's own words.
+    reply = ('{"themes": [{"theme": "<one general sentence>", "tips": ["<a concrete, checkable tip> Cite it", '
+             '"Use <b> tags"], "criteria": ["<id of a listed criterion>", "c1"]}]}')
+    generator, _ = make_generator([reply])
+    variables = {"criteria": [{"id": "c1", "text": "Cites a source.", "penalty": False}], "max_themes": 2,
+                 "max_tips": 2}
+    theme = asyncio.run(generator.ajson("themes", variables, lambda obj: obj["themes"][0]))
+    assert theme == {"theme": "", "tips": [" Cite it", "Use <b> tags"], "criteria": ["", "c1"]}
+    assert contract_placeholders('{"rubrics": ["<one statement>", "..."], "n": "<x"}') == ("<one statement>", "...")
+    assert blank_placeholders('["...", "It trails off..."]', ["..."]) == '["", "It trails off..."]'

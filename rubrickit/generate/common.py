@@ -150,16 +150,19 @@ class Generator:
         reason when the reply is unusable; the generator is re-asked with that reason up to ``reasks`` times (each
         re-ask has its own salt, so it is cached apart), then :class:`GenerationFailed` is raised with the last
         reason. Methods whose models answer in several shapes (a bare JSON list, a tagged plain list) give their
-        own ``read``; :meth:`ajson` reads the last JSON object.
+        own ``read``; :meth:`ajson` reads the last JSON object. The reply contract's placeholders that a small
+        model copies back (``"<one general sentence>"``) are blanked first (:func:`blank_placeholders`), so the
+        readers drop them as they drop blank items.
         """
         rendered = self.render(template, variables)
         messages: tuple[Message, ...] = rendered.messages
+        placeholders = contract_placeholders(rendered.contract)
         reason = "no reply"
         for attempt in range(self.reasks + 1):
             text = await self._send(messages, f"{salt}#r{attempt}" if attempt else salt, temperature, max_tokens,
                                     schema)
             try:
-                return read(text)
+                return read(blank_placeholders(text, placeholders))
             except ValidationError as error:
                 first = error.errors(include_url=False)[0]
                 reason = f"invalid field {'.'.join(map(str, first['loc'])) or 'object'}: {first['msg']}"
@@ -181,6 +184,27 @@ class Generator:
 
         return await self.aread(template, variables, read, salt=salt, temperature=temperature,
                                 max_tokens=max_tokens, schema=schema)
+
+
+_CONTRACT_PLACEHOLDER = re.compile(r'"(<[^"<>\\\n]{1,120}>|\.\.\.|\u2026)"')
+
+
+def contract_placeholders(contract: str) -> tuple[str, ...]:
+    """The placeholders of a reply contract: its quoted ``"<...>"`` strings and ``"..."`` (longest first)."""
+    found = {match.group(1) for match in _CONTRACT_PLACEHOLDER.finditer(contract)}
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def blank_placeholders(text: str, placeholders: Sequence[str]) -> str:
+    """``text`` with every copy of a contract placeholder removed: a JSON string that was only the placeholder
+    becomes ``""`` (a blank item, which the readers drop), one that began with it keeps the rest. A placeholder
+    holds no quote or backslash, so the JSON stays well formed."""
+    for placeholder in placeholders:
+        if placeholder.startswith("<"):
+            text = text.replace(placeholder, "")
+        else:  # "..." only as a whole JSON string: an ellipsis inside a statement is the model's own text
+            text = text.replace(f'"{placeholder}"', '""')
+    return text
 
 
 @dataclass
