@@ -257,6 +257,44 @@ MaxErrorRateOpt = Annotated[
     typer.Option("--max-error-rate", envvar="RUBRICKIT_MAX_ERROR_RATE", min=0.0, max=1.0,
                  help="Share of items allowed to end with error verdicts before the exit status is 3 (default 0)."),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option("--engine", envvar="RUBRICKIT_ENGINE",
+                 help="local (this process) or ray (a pool of judge actors on a Ray cluster; pip install "
+                      "'rubrickit[ray]'; docs/scale.md)."),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", envvar="RAY_ADDRESS",
+                 help="With --engine ray: the cluster (auto, ray://HOST:10001); default: a local cluster for the job."),
+]
+ActorsOpt = Annotated[
+    int, typer.Option("--actors", envvar="RUBRICKIT_RAY_ACTORS", min=1,
+                      help="With --engine ray: judge actors, each with --concurrency calls in flight; --rpm/--tpm "
+                           "are split across them.")
+]
+ActorCpusOpt = Annotated[
+    float | None, typer.Option("--actor-cpus", min=0.0, help="With --engine ray: CPUs per actor (default 1 for "
+                               "embedded/hf/vllm judges, 0.25 for API judges).")
+]
+ActorGpusOpt = Annotated[
+    float | None, typer.Option("--actor-gpus", min=0.0, help="With --engine ray: GPUs per actor (default 1 for "
+                               "vllm judges, else 0).")
+]
+
+
+def ray_options(engine: str, address: str | None, actors: int, cpus: float | None, gpus: float | None) -> Any:
+    """The :class:`~rubrickit.integrations.ray.RayOptions` of ``--engine ray``; ``None`` for the local engine."""
+    if engine not in ("local", "ray"):
+        raise RubrickitError(f"--engine {engine!r}: use local or ray")
+    if engine == "local":
+        given = [flag for flag, value in (("--actor-cpus", cpus), ("--actor-gpus", gpus)) if value is not None]
+        if given:
+            raise RubrickitError(f"{', '.join(given)} only apply with --engine ray")
+        return None
+    from .integrations.ray import RayOptions
+
+    return RayOptions(address=address, actors=actors, num_cpus=cpus, num_gpus=gpus)
 
 
 def _judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout=None, max_retries=None,  # noqa: ANN001
@@ -277,12 +315,20 @@ def score(
     repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
     max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
     map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
+    actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None,
 ) -> None:
     """Score responses criterion by criterion; one score record per line as items finish."""
-    result = score_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                         dry_run=dry_run, mapping=parse_mapping(map), allow_empty=allow_empty,
-                         **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
-                                          timeout, max_retries, max_outage))
+    scale = ray_options(engine, ray_address, actors, actor_cpus, actor_gpus)
+    run = score_files
+    if scale is not None and not dry_run:
+        from .integrations.ray import score_files_ray
+
+        run = functools.partial(score_files_ray, ray_options=scale)
+    result = run(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
+                 mapping=parse_mapping(map), allow_empty=allow_empty, **({"dry_run": True} if dry_run else {}),
+                 **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
+                                  timeout, max_retries, max_outage))
     if result.empty_input:
         return  # --allow-empty and no rows: warned, nothing judged or written
     render.run_result(result, kind="score")
@@ -304,12 +350,20 @@ def compare(
     repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
     max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
     map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
+    actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None,
 ) -> None:
     """Compare response pairs: per-criterion A-vs-B in both orders (margin), or a direct judgment."""
-    result = compare_files(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                           dry_run=dry_run, mapping=parse_mapping(map), allow_empty=allow_empty,
-                           **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
-                                            timeout, max_retries, max_outage))
+    scale = ray_options(engine, ray_address, actors, actor_cpus, actor_gpus)
+    run = compare_files
+    if scale is not None and not dry_run:
+        from .integrations.ray import compare_files_ray
+
+        run = functools.partial(compare_files_ray, ray_options=scale)
+    result = run(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
+                 mapping=parse_mapping(map), allow_empty=allow_empty, **({"dry_run": True} if dry_run else {}),
+                 **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
+                                  timeout, max_retries, max_outage))
     if result.empty_input:
         return  # --allow-empty and no rows: warned, nothing judged or written
     render.run_result(result, kind="compare")

@@ -9,20 +9,26 @@ import typer
 
 from . import _render_eval as render
 from .cli import (
+    ActorCpusOpt,
+    ActorGpusOpt,
+    ActorsOpt,
     AllowEmptyOpt,
     BaseUrlOpt,
     CacheDirOpt,
     ConcurrencyOpt,
+    EngineOpt,
     ForceOpt,
     JudgeOpt,
     MaxOutageOpt,
     MaxRetriesOpt,
     ModeOpt,
     NoCacheOpt,
+    RayAddressOpt,
     TimeoutOpt,
     app,
     handled,
     parse_mapping,
+    ray_options,
 )
 
 
@@ -56,16 +62,21 @@ def eval_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the order probe.")] = 0,
     timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
     allow_empty: AllowEmptyOpt = False,
+    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
+    actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None,
 ) -> None:
     """Evaluate a judge against gold pair labels: accuracy, consistency, κ, intervals, calibration, probes."""
     from . import evaluate
+
+    scale = ray_options(engine, ray_address, actors, actor_cpus, actor_gpus)
 
     rubrics = _split([compare_rubrics]) if compare_rubrics else [rubric]
     result = evaluate(data, judge=judge, base_url=base_url, rubrics=rubrics, rubric_mode=rubric_mode, limit=limit,
                       swap=swap, probes=_split(probes), probe_limit=probe_limit, mapping=parse_mapping(mapping),
                       out=out, records=records, report=report, force=force, seed=seed, mode=mode,
                       concurrency=concurrency, cache_dir=cache_dir, use_cache=False if no_cache else None,
-                      timeout=timeout, max_retries=max_retries, max_outage=max_outage, allow_empty=allow_empty)
+                      timeout=timeout, max_retries=max_retries, max_outage=max_outage, allow_empty=allow_empty,
+                      ray_options=scale)
     if not result.runs:
         return  # --allow-empty and no pairs: warned, nothing judged or written
     summary = result.metrics.get("configs") or {result.runs[0].config: result.metrics}

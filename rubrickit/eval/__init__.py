@@ -129,13 +129,15 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
              mapping: Mapping[str, str] | None = None, out: str | Path | None = None,
              records: str | Path | None = None, report: str | Path | None = None, force: bool = False,
              seed: int = 0, resamples: int = 1000, generate_options: Mapping[str, Any] | None = None,
-             allow_empty: bool = False, **judge_options: Any) -> EvalResult:
+             allow_empty: bool = False, ray_options: Any = None, **judge_options: Any) -> EvalResult:
     """Evaluate a judge on pair files under each rubric configuration and write the outputs asked for.
 
     ``rubrics``: ``none``, a rubric/rubric-set path, or ``generate:METHOD`` (label-free methods only), each run
     side by side on the same pairs with one judge. ``judge_options`` go to :class:`~rubrickit.judge.engine.Judge`
     (``mode``, ``concurrency``, ``cache_dir``, …; ``None`` values are ignored). A data file with no rows is an
     error unless ``allow_empty``; when there are no pairs at all nothing is judged or written (``runs`` is empty).
+    With ``ray_options`` (a :class:`~rubrickit.integrations.ray.RayOptions`) the pair judgments run on a Ray actor
+    pool (``--engine ray``); probes and rubric generation stay in this process.
     """
     from ..judge.engine import Judge
 
@@ -148,12 +150,20 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
         return EvalResult(metrics={}, runs=[], records=[])
     options = {k: v for k, v in judge_options.items() if v is not None}
     owner = Judge(judge, base_url=base_url, **options)
+    remote = None
+    if ray_options is not None:
+        from ..integrations.ray import eval_rows_ray
+
+        def remote(resolved: Any, todo: Sequence[Any], config: str, names: Mapping[str, str]) -> Any:
+            return eval_rows_ray(todo, resolved, judge=judge, base_url=base_url, options=owner.options,
+                                 config=config, datasets=names, swap=swap, rubric_mode=rubric_mode,
+                                 ray_options=ray_options)
 
     async def run() -> list[EvalRun]:
         try:
             return [await aevaluate(pairs, owner, rubric=spec, rubric_mode=rubric_mode, swap=swap,  # type: ignore
                                     probes=probes, probe_limit=probe_limit, seed=seed, datasets=datasets,
-                                    generate_options=generate_options) for spec in rubrics]
+                                    generate_options=generate_options, pair_rows=remote) for spec in rubrics]
         finally:
             await owner.aclose()
 

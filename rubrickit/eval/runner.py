@@ -15,11 +15,12 @@ metrics (so ``rubrickit report`` needs nothing else).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,8 @@ LABEL_FREE_METHODS = ("decompose", "reference", "tail")
 _LABELLED_METHODS = ("contrastive", "per")
 
 RubricMode = Literal["pairwise", "pointwise"]
+PairRows = Callable[[Any, Sequence[PairItem], str, Mapping[str, str]], tuple[list[dict[str, Any]], dict[str, Any]]]
+"""Judges the pairs elsewhere: (rubrics, pairs, config, datasets) → (rows in input order, accounting)."""
 
 
 @dataclass
@@ -211,6 +214,18 @@ async def _judge_pair(judge: Any, rubric: Rubric | None, pair: PairItem, *, swap
     return await compare_pair(judge, rubric, pair, swap=swap)
 
 
+async def judge_pair_row(judge: Any, rubrics: Rubric | RubricSet | None, pair: PairItem | Mapping[str, Any], *,
+                         config: str, dataset: str | None, swap: bool, rubric_mode: RubricMode) -> dict[str, Any]:
+    """The eval row of one pair under the configuration's rubric(s) (abstained when the set has none for it)."""
+    if not isinstance(pair, PairItem):
+        pair = PairItem.model_validate(pair)
+    chosen = _rubric_for(rubrics, pair)
+    if isinstance(chosen, str):
+        return _abstained(pair, config, dataset, chosen)
+    record = await _judge_pair(judge, chosen, pair, swap=swap, rubric_mode=rubric_mode)
+    return pair_row(record, pair, config, dataset)
+
+
 async def _probe_rows(judge: Any, rubrics: Rubric | RubricSet | None, pairs: Sequence[PairItem], probes: Sequence[str],
                       config: str, *, rubric_mode: RubricMode, seed: int, limit: int,
                       order_accounting: dict[str, Any]) -> list[dict[str, Any]]:
@@ -281,11 +296,15 @@ async def _probe_rows(judge: Any, rubrics: Rubric | RubricSet | None, pairs: Seq
 async def aevaluate(pairs: Sequence[PairItem], judge: Any, *, rubric: str | Rubric | RubricSet | None = None,
                     rubric_mode: RubricMode = "pairwise", swap: bool = True, probes: Sequence[str] = (),
                     probe_limit: int | None = 20, seed: int = 0, datasets: Mapping[str, str] | None = None,
-                    generate_options: Mapping[str, Any] | None = None, config: str | None = None) -> EvalRun:
+                    generate_options: Mapping[str, Any] | None = None, config: str | None = None,
+                    pair_rows: PairRows | None = None) -> EvalRun:
     """Evaluate ``judge`` on labelled ``pairs`` under one rubric configuration (a spec string as for ``--rubric``,
     or a :class:`Rubric`/:class:`RubricSet`/``None``), with the named ``probes`` on the first ``probe_limit`` pairs.
 
-    ``datasets`` maps pair id → dataset name (for per-dataset breakdowns). The judge is not closed.
+    ``datasets`` maps pair id → dataset name (for per-dataset breakdowns). The judge is not closed. ``pair_rows``
+    judges the pairs elsewhere (``--engine ray``): called with the resolved rubric(s), the pairs and the config, it
+    returns their rows in input order and the accounting of the judges that made them; the probes, and rubric
+    generation, stay with ``judge``.
     """
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
@@ -304,20 +323,18 @@ async def aevaluate(pairs: Sequence[PairItem], judge: Any, *, rubric: str | Rubr
     config = config or name
     datasets = datasets or {}
 
-    async def one(pair: PairItem) -> dict[str, Any]:
-        chosen = _rubric_for(resolved, pair)
-        if isinstance(chosen, str):
-            return _abstained(pair, config, datasets.get(pair.id), chosen)
-        record = await _judge_pair(judge, chosen, pair, swap=swap, rubric_mode=rubric_mode)
-        return pair_row(record, pair, config, datasets.get(pair.id))
+    remote: dict[str, Any] = {}
+    if pair_rows is not None:
+        rows, remote = await asyncio.to_thread(pair_rows, resolved, pairs, config, datasets)
+    else:
+        with Progress(len(pairs), f"Evaluating {config}", enabled=judge.options.progress) as progress:
+            async def tracked(pair: PairItem) -> dict[str, Any]:
+                row = await judge_pair_row(judge, resolved, pair, config=config, dataset=datasets.get(pair.id),
+                                           swap=swap, rubric_mode=rubric_mode)
+                progress.advance(1)
+                return row
 
-    with Progress(len(pairs), f"Evaluating {config}", enabled=judge.options.progress) as progress:
-        async def tracked(pair: PairItem) -> dict[str, Any]:
-            row = await one(pair)
-            progress.advance(1)
-            return row
-
-        rows = await gather_limited([tracked(p) for p in pairs], max(4, judge.options.concurrency))
+            rows = await gather_limited([tracked(p) for p in pairs], max(4, judge.options.concurrency))
     probe_rows = []
     if any(p != "position" for p in probes):
         order_accounting: dict[str, Any] = {}
@@ -329,8 +346,25 @@ async def aevaluate(pairs: Sequence[PairItem], judge: Any, *, rubric: str | Rubr
     after = judge.summary()
     info["accounting"] = {k: (after[k] - before.get(k, 0)) if isinstance(after[k], (int, float))
                           and isinstance(before.get(k, 0), (int, float)) else after[k] for k in after}
+    if remote:
+        info["accounting"] = _added(info["accounting"], remote)
+        info["engine"] = {"kind": "ray", "actors": remote.get("actors")}
     info["elapsed_s"] = round(time.perf_counter() - started, 3)
     return EvalRun(config=config, rows=rows, probe_rows=probe_rows, info=info)
+
+
+def _added(local: Mapping[str, Any], remote: Mapping[str, Any]) -> dict[str, Any]:
+    """The driver's accounting (probes, generation) plus the cluster's (the pair judgments)."""
+    total = dict(local)
+    for key, value in remote.items():
+        if key in ("actors", "actors_used", "elapsed_s") or isinstance(value, bool) \
+                or not isinstance(value, (int, float)):
+            continue
+        mine = total.get(key)
+        total[key] = value + mine if isinstance(mine, (int, float)) and not isinstance(mine, bool) else value
+    if "cost" in remote and remote["cost"] is None:
+        total["cost"] = None
+    return total
 
 
 async def _resolve(rubric: Any, pairs: Sequence[PairItem], judge: Any, info: dict[str, Any],

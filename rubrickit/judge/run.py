@@ -53,6 +53,8 @@ class RunResult:
     """The data file had no rows (``allow_empty=True``): nothing was judged or written."""
     redone: int = 0
     """Records with error verdicts removed from the output on resume, their items judged again."""
+    dropped: int = 0
+    """Records that came back twice (a retried block on ``--engine ray``) and were written once."""
 
     @property
     def errors(self) -> int:
