@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 LOCK   := requirements/lock.txt
 PIP_VERSION := 26.3
 
-.PHONY: demo test lint bench bench-refine bench-eval clean-venv lock test-latest test-transformers4
+.PHONY: demo test lint bench bench-ray bench-refine bench-eval clean-venv lock test-latest test-transformers4
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(STAMP)
 	$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('autorubric') is None)" \
 		|| $(BIN)/python -m pip install --quiet autorubric==1.6.1
 	$(BIN)/python bench/bench_engine.py --out bench/RESULTS-engine.md
+
+# --engine ray against the local engine: throughput at 1, 2, 4 actors vs the latency × concurrency bound (~4 min).
+bench-ray: $(STAMP)
+	$(BIN)/python bench/bench_ray.py
 
 # Refinement steps on shared pairs with the embedded judge (issue 5; ~2–6 minutes on 2 cores).
 bench-refine: $(STAMP)
