@@ -7,5 +7,7 @@ One small module per framework, imported on demand (importing this package loads
   ``custom_reward_function``;
 - :mod:`rubrickit.integrations.openrlhf`: recovering responses from OpenRLHF's decoded queries, and the
   ``reward_func`` file variant;
-- :mod:`rubrickit.integrations.server`: ``rubrickit serve``, the HTTP reward server (``POST /get_reward``).
+- :mod:`rubrickit.integrations.server`: ``rubrickit serve``, the HTTP reward server (``POST /get_reward``);
+- :mod:`rubrickit.integrations.ray`: scoring, comparing and evaluating on a Ray cluster (``--engine ray``;
+  docs/scale.md).
 """
