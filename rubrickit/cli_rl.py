@@ -124,13 +124,17 @@ def serve(
     max_outage: MaxOutageOpt = None,
     drain_timeout: Annotated[float, typer.Option(
         "--drain-timeout", min=1.0, help="Seconds a shutdown waits for admitted requests.")] = 180.0,
+    workers: Annotated[int, typer.Option(
+        "--workers", envvar="RUBRICKIT_SERVE_WORKERS", min=1,
+        help="Server processes on the one port, each with its own judge client (concurrency, batching and queue "
+        "are per worker); they share the judge cache.")] = 1,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve rubric rewards over HTTP for OpenRLHF (POST /get_reward) and any trainer that calls a URL."""
     from pydantic import ValidationError
 
     from .integrations.openrlhf import END_TOKENS, RecoveryOptions
-    from .integrations.server import ServeOptions, build_scorer, setup_logging
+    from .integrations.server import ServeOptions, build_scorer, serve_workers, setup_logging
     from .integrations.server import serve as run_server
 
     if label_as not in ("auto", "reference", "prompt_id", "rubric", "ignore"):
@@ -144,7 +148,10 @@ def serve(
                                drain_timeout=drain_timeout, recovery=recovery)
     except ValidationError as exc:
         raise RubrickitError(f"--on-error {on_error!r}: {exc.errors()[0]['msg']}") from None
-    scorer = build_scorer(rubric, judge=judge, base_url=base_url, min_coverage=min_coverage, scale=scale,
-                          shift=shift, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, None,
-                                                        timeout, max_retries, max_outage))
-    run_server(scorer, options)
+    scorer_args = {"rubric": rubric, "judge": judge, "base_url": base_url, "min_coverage": min_coverage,
+                   "scale": scale, "shift": shift, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache,
+                                                                   None, timeout, max_retries, max_outage)}
+    if workers > 1:
+        serve_workers(workers, options, log_level=log_level, **scorer_args)
+    else:
+        run_server(build_scorer(**scorer_args), options)

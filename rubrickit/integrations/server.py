@@ -5,7 +5,7 @@ accepted for ``query``), recovers each response and the prompt the judge sees
 (:mod:`rubrickit.integrations.openrlhf`), scores them with one long-lived
 :class:`~rubrickit.rewards.RewardScorer`, and answers ``{"rewards": [...], "scores": [...], "extra_logs": {...}}``
 (one entry per sample; see :func:`~rubrickit.integrations.openrlhf.answer`). ``GET /health`` says whether it takes
-requests and what it has done.
+requests and what it has done, and which worker process (``worker``, ``pid``) answered.
 
 - **Micro-batching.** OpenRLHF sends one sample per request, from every rollout at once. Concurrent requests are
   coalesced into scorer batches (:class:`~rubrickit.integrations.openrlhf.MicroBatcher`: up to ``max_batch``
@@ -22,6 +22,9 @@ requests and what it has done.
 - **Shutdown.** SIGTERM or SIGINT: new requests are refused (503 while the listening socket closes, then connection
   refused), every admitted request is finished and answered (up to ``drain_timeout``), the judge is closed, and
   the process exits 0.
+- **Replicas.** :func:`serve_workers` runs several worker processes on one listening socket (``rubrickit serve
+  --workers N``; :mod:`rubrickit.integrations._workers`): each builds its own scorer, the judge cache file is
+  shared, and a worker that dies is restarted.
 - **Logs.** One line per request (status, samples, rewards, seconds; never the body, headers or query string), a
   warning per sample not scored with the reason; the token, API keys and URL credentials are redacted.
 """
@@ -39,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +68,8 @@ except ImportError as _error:  # pragma: no cover - the serve extra is missing
     raise MissingDependencyError("rubrickit serve needs fastapi and uvicorn: pip install 'rubrickit[serve]'") \
         from _error
 
-__all__ = ["BackgroundServer", "ServeOptions", "build_scorer", "create_app", "serve", "setup_logging"]
+__all__ = ["BackgroundServer", "ServeOptions", "build_scorer", "create_app", "serve", "serve_workers",
+           "setup_logging"]
 
 log = logging.getLogger("rubrickit.serve")
 
@@ -116,9 +120,10 @@ def build_scorer(rubric: Any = None, *, judge: str | None = None, base_url: str 
 
 
 class _State:
-    def __init__(self, scorer: RewardScorer, options: ServeOptions):
+    def __init__(self, scorer: RewardScorer, options: ServeOptions, worker: int = 0):
         self.scorer = scorer
         self.options = options
+        self.worker = worker
         self.batcher: MicroBatcher | None = None
         self.draining = False
         self.started = time.time()
@@ -161,8 +166,9 @@ def _short(values: list[Any]) -> str:
     return f"[{shown}{', …' if len(values) > 8 else ''}]"
 
 
-def create_app(scorer: RewardScorer, options: ServeOptions | None = None) -> FastAPI:
-    """The FastAPI app around ``scorer`` (which it closes at shutdown).
+def create_app(scorer: RewardScorer, options: ServeOptions | None = None, *, worker: int = 0) -> FastAPI:
+    """The FastAPI app around ``scorer`` (which it closes at shutdown); ``worker`` is the replica's index that
+    ``/health`` shows (0 in a single process).
 
     The failure policy is applied per request by the server: a scorer whose ``on_error`` is not ``none`` gives the
     server its policy (when ``options`` leave it at ``none``) and is switched to ``none`` itself, so one sample
@@ -175,7 +181,7 @@ def create_app(scorer: RewardScorer, options: ServeOptions | None = None) -> Fas
         if opts.on_error == "none":
             opts.on_error = scorer.options.on_error
         scorer.options = scorer.options.model_copy(update={"on_error": "none"})
-    state = _State(scorer, opts)
+    state = _State(scorer, opts, worker)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -216,6 +222,8 @@ def create_app(scorer: RewardScorer, options: ServeOptions | None = None) -> Fas
             "batches": batcher.stats.as_dict() if batcher else {},
             "judge_calls": scorer.judge.accounting.calls,
             "uptime_s": round(time.time() - state.started, 3),
+            "worker": state.worker,
+            "pid": os.getpid(),
         }
         return _json(503 if state.draining else 200, payload)
 
@@ -298,33 +306,44 @@ def create_app(scorer: RewardScorer, options: ServeOptions | None = None) -> Fas
 # --------------------------------------------------------------------------- running it
 
 
+_NULL_REWARD_HINT = ("samples the judge cannot score are answered with null rewards; OpenRLHF cannot train on null "
+                     "(the run stops): pass --on-error 0 (or another number) to keep training, with the count in "
+                     "extra_logs rubrickit/scored")
+
+
+def _describe(state: _State) -> str:
+    """What the startup line says about the judge, batching and options (credentials redacted)."""
+    from ..backends._redact import redact_url
+
+    scorer, opts = state.scorer, state.options
+    where = getattr(scorer.judge.backend, "base_url", None)
+    return (f"judge {scorer.spec}{f' at {redact_url(where)}' if where else ''}, concurrency "
+            f"{scorer.judge.options.concurrency}, rubric {state.rubric_label() or 'from the labels'}, mode "
+            f"{scorer.judge.options.mode}, on_error {opts.on_error}, batches of up to {opts.max_batch} samples "
+            f"({opts.batch_window_ms:g} ms window, {state.batcher.max_batches if state.batcher else 0} in flight), "
+            f"max queue {opts.max_queue}{', token required' if opts.token else ''}")
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, draining on SIGTERM/SIGINT and exiting normally afterwards (status 0)."""
 
-    def __init__(self, config: uvicorn.Config, state: _State, announce: str | None = None):
+    def __init__(self, config: uvicorn.Config, state: _State, announce: str | None = None,
+                 on_ready: Callable[[], None] | None = None):
         super().__init__(config)
         self._rk_state = state
         self._announce = announce
+        self._on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started and self._announce:  # only now does the socket accept connections
-            from ..backends._redact import redact_url
-
-            state, scorer = self._rk_state, self._rk_state.scorer
-            opts = state.options
-            where = getattr(scorer.judge.backend, "base_url", None)
-            log.info("listening on %s (POST /get_reward, GET /health): judge %s%s, concurrency %d, rubric %s, "
-                     "mode %s, on_error %s, batches of up to %d samples (%g ms window, %d in flight), max queue %d%s",
-                     self._announce, scorer.spec, f" at {redact_url(where)}" if where else "",
-                     scorer.judge.options.concurrency, state.rubric_label() or "from the labels",
-                     scorer.judge.options.mode, opts.on_error, opts.max_batch, opts.batch_window_ms,
-                     state.batcher.max_batches if state.batcher else 0, opts.max_queue,
-                     ", token required" if opts.token else "")
-            if opts.on_error == "none":
-                log.info("samples the judge cannot score are answered with null rewards; OpenRLHF cannot train on "
-                         "null (the run stops): pass --on-error 0 (or another number) to keep training, with the "
-                         "count in extra_logs rubrickit/scored")
+        if not self.started:
+            return
+        if self._announce:  # only now does the socket accept connections
+            log.info("listening on %s (POST /get_reward, GET /health): %s", self._announce, _describe(self._rk_state))
+            if self._rk_state.options.on_error == "none":
+                log.info(_NULL_REWARD_HINT)
+        if self._on_ready is not None:
+            self._on_ready()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if not self._rk_state.draining:
@@ -406,11 +425,12 @@ def _env_secrets() -> list[str]:
             if SECRET_PARAMETER.search(name) and len(value) >= 8 and not value.isdigit()]
 
 
-def setup_logging(level: str = "info", *, token: str | None = None) -> None:
+def setup_logging(level: str = "info", *, token: str | None = None, worker: int | None = None) -> None:
     """Log the server (and uvicorn) to stderr, redacting the token, API keys found in the environment, bearer
-    tokens and URL credentials."""
+    tokens and URL credentials; ``worker`` (a replica's index) puts ``[worker N, pid P]`` on each line."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    where = "" if worker is None else f" [worker {worker}, pid {os.getpid()}]"
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s"))
     handler.addFilter(_SecretFilter([*(_env_secrets()), *([token] if token else [])]))
     number = logging.getLevelName(level.upper())
     if not isinstance(number, int):
@@ -436,6 +456,30 @@ def serve(scorer: RewardScorer, options: ServeOptions | None = None) -> None:
         sock.close()
     if server.force_exit:
         raise RubrickitError("forced to stop before every admitted request was answered")
+
+
+def serve_workers(workers: int, options: ServeOptions | None = None, *, log_level: str = "info",
+                  **scorer_args: Any) -> None:
+    """Serve with ``workers`` processes on one listening socket until SIGTERM/SIGINT (``rubrickit serve
+    --workers N``).
+
+    ``scorer_args`` are :func:`build_scorer`'s arguments (``rubric``, ``judge``, ``base_url``, judge and reward
+    options): each worker, a fresh ``spawn`` process, builds its own scorer from them, so they must pickle. The
+    arguments are checked here first (a bad rubric or judge is an error before any worker starts). A signal is
+    forwarded to every worker, each drains; this returns when all have exited, and raises
+    :class:`~rubrickit.errors.RubrickitError` when one did not exit cleanly or workers kept dying
+    (:mod:`rubrickit.integrations._workers`)."""
+    from ._workers import Supervisor  # it builds on this module
+
+    opts = options or ServeOptions()
+    if workers < 1:
+        raise RubrickitError(f"--workers {workers}: use at least 1")
+    build_scorer(**scorer_args).close()  # a bad rubric, judge spec or option fails here, once
+    sock = _bind(opts.host, opts.port)
+    try:
+        Supervisor(workers, opts, scorer_args, log_level, sock).run()
+    finally:
+        sock.close()
 
 
 class BackgroundServer:
