@@ -320,19 +320,11 @@ def score(
 ) -> None:
     """Score responses criterion by criterion; one score record per line as items finish."""
     scale = ray_options(engine, ray_address, actors, actor_cpus, actor_gpus)
-    run = score_files
-    if scale is not None and not dry_run:
-        from .integrations.ray import score_files_ray
-
-        run = functools.partial(score_files_ray, ray_options=scale)
-    result = run(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                 mapping=parse_mapping(map), allow_empty=allow_empty, **({"dry_run": True} if dry_run else {}),
-                 **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
-                                  timeout, max_retries, max_outage))
-    if result.empty_input:
-        return  # --allow-empty and no rows: warned, nothing judged or written
-    render.run_result(result, kind="score")
-    result.raise_for_errors(max_error_rate)
+    _run_files(score_files, "score_files_ray", scale, kind="score", rubric=rubric, data=data, judge=judge,
+               base_url=base_url, out=out, resume=resume, force=force, dry_run=dry_run, mapping=parse_mapping(map),
+               allow_empty=allow_empty, max_error_rate=max_error_rate,
+               **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout, max_retries,
+                                max_outage))
 
 
 @app.command()
@@ -355,18 +347,25 @@ def compare(
 ) -> None:
     """Compare response pairs: per-criterion A-vs-B in both orders (margin), or a direct judgment."""
     scale = ray_options(engine, ray_address, actors, actor_cpus, actor_gpus)
-    run = compare_files
-    if scale is not None and not dry_run:
-        from .integrations.ray import compare_files_ray
+    _run_files(compare_files, "compare_files_ray", scale, kind="compare", rubric=rubric, data=data, judge=judge,
+               base_url=base_url, out=out, resume=resume, force=force, dry_run=dry_run, mapping=parse_mapping(map),
+               allow_empty=allow_empty, max_error_rate=max_error_rate,
+               **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout, max_retries,
+                                max_outage))
 
-        run = functools.partial(compare_files_ray, ray_options=scale)
-    result = run(rubric, data, judge=judge, base_url=base_url, out=out, resume=resume, force=force,
-                 mapping=parse_mapping(map), allow_empty=allow_empty, **({"dry_run": True} if dry_run else {}),
-                 **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat,
-                                  timeout, max_retries, max_outage))
+
+def _run_files(local: Callable[..., Any], remote: str, scale: Any, *, kind: str, rubric: Any, data: Path,
+               dry_run: bool, max_error_rate: float, **arguments: Any) -> None:
+    """Run ``score``/``compare`` on the local engine (dry runs always) or on Ray, then render and judge the errors."""
+    run: Callable[..., Any] = functools.partial(local, dry_run=dry_run)
+    if scale is not None and not dry_run:
+        from .integrations import ray
+
+        run = functools.partial(getattr(ray, remote), ray_options=scale)
+    result = run(rubric, data, **arguments)
     if result.empty_input:
         return  # --allow-empty and no rows: warned, nothing judged or written
-    render.run_result(result, kind="compare")
+    render.run_result(result, kind=kind)
     result.raise_for_errors(max_error_rate)
 
 
