@@ -263,3 +263,32 @@ def test_default_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert default_cache_dir() == tmp_path / "xdg" / "rubrickit"
     monkeypatch.setenv("RUBRICKIT_CACHE_DIR", str(tmp_path / "explicit"))
     assert default_cache_dir() == tmp_path / "explicit"
+
+
+def test_two_processes_migrating_an_old_cache_never_delete_each_others_fresh_entries(tmp_path: Path):
+    """The old-format clean-up reads the format under the write lock: a process that opened the file while another
+    was migrating it sees the new format and deletes nothing (before, it read format 1 first, waited for the lock,
+    then deleted the fresh entries the other had just written)."""
+    path = tmp_path / CACHE_FILENAME
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.executescript("CREATE TABLE completions (key TEXT PRIMARY KEY, spec TEXT NOT NULL, completion TEXT NOT "
+                        "NULL, created REAL NOT NULL); CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT "
+                        "NULL); PRAGMA journal_mode=WAL;")
+    setup.execute("INSERT INTO completions VALUES ('old', 'x', '{}', 0)")  # format 1: no meta row
+    setup.close()
+
+    migrating = sqlite3.connect(path, isolation_level=None)  # another process, in the middle of its migration
+    migrating.execute("BEGIN IMMEDIATE")
+    migrating.execute("DELETE FROM completions")
+    migrating.execute("INSERT INTO meta (name, value) VALUES ('format', '2')")
+    fresh = Completion(text="fresh", usage=Usage(input_tokens=1, output_tokens=1))
+    migrating.execute("INSERT INTO completions VALUES ('fresh', 'x', ?, 1)", (fresh.model_dump_json(),))
+
+    found: list[Completion | None] = []
+    opener = threading.Thread(target=lambda: found.append(JudgeCache(tmp_path, timeout=10).get("fresh")))
+    opener.start()
+    opener.join(timeout=0.5)  # it reads the file while the other holds the write lock
+    migrating.execute("COMMIT")
+    migrating.close()
+    opener.join(timeout=15)
+    assert found and found[0] is not None and found[0].text == "fresh"

@@ -215,14 +215,24 @@ class JudgeCache:
         return connection
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        """Remove the entries of an older format (their keys could match another endpoint's answer)."""
-        row = connection.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
-        version = int(row[0]) if row is not None and str(row[0]).isdigit() else 1
-        if version >= CACHE_FORMAT_VERSION:
-            return  # current, or written by a newer rubrickit (whose keys never match ours): left as it is
-        removed = connection.execute("DELETE FROM completions").rowcount
-        connection.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('format', ?)",
-                           (str(CACHE_FORMAT_VERSION),))
+        """Remove the entries of an older format (their keys could match another endpoint's answer).
+
+        The format is read under the write lock (``BEGIN IMMEDIATE``): a process that opens the file while another
+        migrates it waits, then sees the new format, and never deletes the entries the other has just written."""
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            row = connection.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+            version = int(row[0]) if row is not None and str(row[0]).isdigit() else 1
+            removed = 0
+            if version < CACHE_FORMAT_VERSION:  # a newer rubrickit's file (keys never match ours) is left as it is
+                removed = connection.execute("DELETE FROM completions").rowcount
+                connection.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('format', ?)",
+                                   (str(CACHE_FORMAT_VERSION),))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
         if removed:
             logger.info("judge cache %s: removed %d entries of cache format %d (keys now name the endpoint)",
                         self.path, removed, version)
