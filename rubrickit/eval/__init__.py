@@ -167,7 +167,13 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
         finally:
             await owner.aclose()
 
-    runs = asyncio.run(run())
+    if ray_options is not None:
+        from ..integrations.ray import ray_session
+
+        with ray_session(ray_options.address):  # one cluster for every configuration (--compare-rubrics)
+            runs = asyncio.run(run())
+    else:
+        runs = asyncio.run(run())
     lines = [line for r in runs for line in r.records()]
     summary = summarize(lines, resamples=resamples, seed=seed)
     document = metrics_document(summary)
