@@ -206,6 +206,27 @@ def test_cli_engine_ray_writes_the_local_file_and_resumes_at_the_block_level(clu
     assert _by_key(merged, "item_id", "rubric_id") == _by_key(full, "item_id", "rubric_id")
 
 
+def test_the_command_starts_a_local_cluster_for_the_job_and_stops_it(judge_server, rubric_path, tmp_path):
+    """What a user runs from a shell: no cluster, no address; the job starts one, and the actors read the key from
+    the inherited environment (it reaches no output)."""
+    import subprocess
+    import sys
+
+    data = _write_jsonl(tmp_path / "items.jsonl", _items(30))
+    out = tmp_path / "scores.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(OPENAI_API_KEY="sk-test-ray-0f1e2d3c4b5a", RAY_AUTH_MODE="disabled")
+    done = subprocess.run([sys.executable, "-c", "from rubrickit.cli import main; main()", "score", "--rubric",
+                           str(rubric_path), "--data", str(data), "--judge", "openai:judge", "--base-url",
+                           judge_server.url, "--mode", "per_criterion", "--no-cache", "--engine", "ray", "--actors",
+                           "1", "--max-error-rate", "1", "-o", str(out)],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(_lines(out)) == 30
+    assert "judge usage" in done.stderr and "MapBatches(JudgeWorker)" in done.stderr  # Ray's progress, our summary
+    assert "sk-test-ray" not in done.stdout + done.stderr + out.read_text()
+
+
 def _parts(folder: Path) -> list[dict]:
     return [record for part in sorted(folder.glob("part-*.jsonl")) for record in _lines(part)]
 
