@@ -153,6 +153,17 @@ def _valid_rows(rows: list[dict[str, Any]], task: Task) -> list[Any]:
     return items
 
 
+class _Done(set):
+    """The keys finished in one batch, seen over the output's keys (``base``, shared, never copied)."""
+
+    def __init__(self, base: frozenset):
+        super().__init__()
+        self.base = base
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.base or set.__contains__(self, key)
+
+
 class JudgeWorker:
     """One judge actor of a Ray Data actor pool: builds its :class:`Judge` once, then judges batches.
 
@@ -172,15 +183,18 @@ class JudgeWorker:
         self.judge = Judge(judge, base_url=base_url, options=options, backend_options=dict(backend_options or {}))
         self.worker = uuid.uuid4().hex[:12]
         self.sequence = 0
+        self.skip = frozenset(map(tuple, self.settings.get("skip") or ()))
+        """Keys the output already holds (on resume of a URI input), built once per actor."""
 
     def _skip(self) -> Any:
-        """A journal without a file holding the keys to skip (``settings["skip"]``: the output's, on resume)."""
-        if not self.settings.get("skip"):
+        """A journal without a file that skips :attr:`skip` (``None`` when there is nothing to skip); the batch's
+        own keys go to a set of its own, so the actor's set is never copied per batch."""
+        if not self.skip:
             return None
         from ..judge.journal import Journal
 
         journal = Journal(None, key_fields=self.settings["key_fields"])
-        journal.done = set(self.settings["skip"])
+        journal.done = _Done(self.skip)
         return journal
 
     async def __call__(self, batch: Any) -> Any:
@@ -460,7 +474,7 @@ def _files_ray(task: Task, rubric_path: Any, data_path: Any, *, ray_options: Ray
                                resumed=len(journal.resumed_records), redone=journal.redone)
             if not remote_input and not todo:
                 return result
-            skip = {"skip": sorted(journal.done), "key_fields": key_fields} if remote_input and journal.done else {}
+            skip = {"skip": list(journal.done), "key_fields": key_fields} if remote_input and journal.done else {}
             return _run(result, todo, data_path if remote_input else None, mapping, task, judge, rubrics, base_url,
                         settings, backend_options, ray_options, journal, parse, skip)
 
@@ -545,12 +559,11 @@ def eval_rows_ray(pairs: Sequence[Any], rubrics: Any, *, judge: Any, base_url: s
     rows: dict[int, dict[str, Any]] = {}
     settings = {"config": config, "swap": swap, "rubric_mode": rubric_mode}
     with ray_session(ray_options.address) as ray:
-        opts = options
-        batch_size = ray_options.batch_size or opts.concurrency
+        batch_size = ray_options.batch_size or options.concurrency
         payload = [{"item": json.dumps({"index": i, "dataset": datasets.get(p.id),
                                         "pair": p.model_dump(mode="json")})} for i, p in enumerate(pairs)]
         dataset = ray.data.from_items(payload, override_num_blocks=_blocks(len(pairs), ray_options, batch_size))
-        mapped = _map(dataset, "eval", judge, rubrics, base_url=base_url, options=opts,
+        mapped = _map(dataset, "eval", judge, rubrics, base_url=base_url, options=options,
                       backend_options=backend_options, ray_options=ray_options, settings=settings)
         for block in _blocks_of(mapped):
             for row in block:
