@@ -287,26 +287,23 @@ def test_a_judge_actor_killed_mid_job_loses_and_duplicates_no_row(cluster, rubri
     data = _write_jsonl(tmp_path / "items.jsonl", _items(300))
     out = tmp_path / "ray.jsonl"
     killed: list[int] = []
-    seen_after: set[int] = set()
+    lines_at_kill: list[int] = []
     finished = threading.Event()
 
-    def kill_one_actor_then_watch() -> None:
-        before: set[int] = set()
+    def kill_one_actor() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not finished.is_set():
+            lines = out.read_text().count("\n") if out.exists() else 0
             pids = _judge_actor_pids()
-            if killed:
-                seen_after.update(set(pids) - before)  # processes that appeared after the kill: the restart
-            else:
-                before.update(pids)
-                lines = out.read_text().count("\n") if out.exists() else 0
-                if lines >= 40 and pids:
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed.append(pids[0])
+            if lines >= 40 and pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                lines_at_kill.append(lines)
+                return
             time.sleep(0.05)
 
     with OAIServer(reply=_reply, latency=0.02) as server:
-        killer = threading.Thread(target=kill_one_actor_then_watch, daemon=True)
+        killer = threading.Thread(target=kill_one_actor, daemon=True)
         killer.start()
         try:
             result = rk_ray.score_files_ray(rubric_path, data, judge="openai:judge", base_url=server.url, out=out,
@@ -323,7 +320,10 @@ def test_a_judge_actor_killed_mid_job_loses_and_duplicates_no_row(cluster, rubri
     assert len(keys) == len(set(keys)) == 300  # nothing lost, nothing twice
     assert _by_key(records, "item_id", "rubric_id") == _by_key(_lines(tmp_path / "local.jsonl"), "item_id",
                                                                  "rubric_id")
-    assert seen_after, "Ray did not restart the killed actor"  # its tasks were retried on the new process
+    # Killed with most of the job still to do (both actors busy: 4 blocks in flight each): its blocks in flight were
+    # retried, or rows would be missing. (Which process retries them, the restarted actor or the other one, is Ray
+    # Data's choice; the restarted process may come up only after the job ends.)
+    assert lines_at_kill[0] < 300
     assert len(result.records) + result.dropped >= 300 and result.accounting["actors_used"] >= 2
 
 
