@@ -247,6 +247,12 @@ MaxRetriesOpt = Annotated[
     typer.Option("--max-retries", envvar="RUBRICKIT_MAX_RETRIES", min=0,
                  help="Retries of a failing call before its verdict is an error (default 5)."),
 ]
+TransportOpt = Annotated[
+    str | None,
+    typer.Option("--transport", envvar="RUBRICKIT_TRANSPORT",
+                 help="HTTP client of openai: judges: lean (pooled aiohttp, plain JSON; the default) or sdk (the "
+                      "openai SDK)."),
+]
 MaxOutageOpt = Annotated[
     float | None,
     typer.Option("--max-outage", envvar="RUBRICKIT_MAX_OUTAGE", min=0.001,
@@ -298,10 +304,17 @@ def ray_options(engine: str, address: str | None, actors: int, cpus: float | Non
 
 
 def _judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout=None, max_retries=None,  # noqa: ANN001
-                   max_outage=None) -> dict[str, Any]:  # noqa: ANN001
+                   max_outage=None, transport=None) -> dict[str, Any]:  # noqa: ANN001
     return {"mode": mode, "concurrency": concurrency, "rpm": rpm, "tpm": tpm, "cache_dir": cache_dir,
             "use_cache": False if no_cache else None, "repeat": repeat, "timeout": timeout,
-            "max_retries": max_retries, "max_outage": max_outage}
+            "max_retries": max_retries, "max_outage": max_outage, "transport": transport_choice(transport)}
+
+
+def transport_choice(transport: str | None) -> str | None:
+    """``--transport``, checked."""
+    if transport is not None and transport not in ("lean", "sdk"):
+        raise RubrickitError(f"--transport {transport!r}: use lean or sdk")
+    return transport
 
 
 @app.command()
@@ -313,7 +326,7 @@ def score(
     rpm: RpmOpt = None, tpm: TpmOpt = None, out: OutOpt = None, cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
     repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
-    max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
+    max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0, transport: TransportOpt = None,
     map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
     engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
     actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None,
@@ -324,7 +337,7 @@ def score(
                base_url=base_url, out=out, resume=resume, force=force, dry_run=dry_run, mapping=parse_mapping(map),
                allow_empty=allow_empty, max_error_rate=max_error_rate,
                **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout, max_retries,
-                                max_outage))
+                                max_outage, transport))
 
 
 @app.command()
@@ -340,7 +353,7 @@ def compare(
     rpm: RpmOpt = None, tpm: TpmOpt = None, out: OutOpt = None, cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False, dry_run: DryRunOpt = False,
     repeat: RepeatOpt = None, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
-    max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0,
+    max_outage: MaxOutageOpt = None, max_error_rate: MaxErrorRateOpt = 0.0, transport: TransportOpt = None,
     map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
     engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
     actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None,
@@ -351,7 +364,7 @@ def compare(
                base_url=base_url, out=out, resume=resume, force=force, dry_run=dry_run, mapping=parse_mapping(map),
                allow_empty=allow_empty, max_error_rate=max_error_rate,
                **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout, max_retries,
-                                max_outage))
+                                max_outage, transport))
 
 
 def _run_files(local: Callable[..., Any], remote: str, scale: Any, *, kind: str, rubric: Any, data: Path,

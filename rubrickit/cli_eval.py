@@ -25,10 +25,12 @@ from .cli import (
     NoCacheOpt,
     RayAddressOpt,
     TimeoutOpt,
+    TransportOpt,
     app,
     handled,
     parse_mapping,
     ray_options,
+    transport_choice,
 )
 
 
@@ -61,7 +63,7 @@ def eval_command(
     force: ForceOpt = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the order probe.")] = 0,
     timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
-    allow_empty: AllowEmptyOpt = False,
+    transport: TransportOpt = None, allow_empty: AllowEmptyOpt = False,
     engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
     actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None,
 ) -> None:
@@ -76,6 +78,7 @@ def eval_command(
                       out=out, records=records, report=report, force=force, seed=seed, mode=mode,
                       concurrency=concurrency, cache_dir=cache_dir, use_cache=False if no_cache else None,
                       timeout=timeout, max_retries=max_retries, max_outage=max_outage, allow_empty=allow_empty,
+                      transport=transport_choice(transport),
                       ray_options=scale)
     if not result.runs:
         return  # --allow-empty and no pairs: warned, nothing judged or written

@@ -26,6 +26,7 @@ from .cli import (
     RpmOpt,
     TimeoutOpt,
     TpmOpt,
+    TransportOpt,
     _judge_options,
     app,
     handled,
@@ -56,6 +57,7 @@ def rank(
     cache_dir: CacheDirOpt = None, no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False,
     timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
     max_error_rate: MaxErrorRateOpt = 0.0, map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
+    transport: TransportOpt = None,
 ) -> None:
     """Best-of-N: score every candidate response of each row and rank them (optionally write DPO pairs)."""
     from .rewards.rank import rank_files
@@ -66,7 +68,7 @@ def rank(
                         pair_mode=pair_mode, min_margin=min_margin, resume=resume, force=force,  # type: ignore[arg-type]
                         mapping=parse_mapping(map), allow_empty=allow_empty, min_coverage=min_coverage,
                         **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, None, timeout,
-                                         max_retries, max_outage))
+                                         max_retries, max_outage, transport))
     if not result.records and not result.resumed:
         return  # --allow-empty and no rows
     render.rank_summary(result)
@@ -121,7 +123,7 @@ def serve(
     ] = None,
     concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None, cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
-    max_outage: MaxOutageOpt = None,
+    max_outage: MaxOutageOpt = None, transport: TransportOpt = None,
     drain_timeout: Annotated[float, typer.Option(
         "--drain-timeout", min=1.0, help="Seconds a shutdown waits for admitted requests.")] = 180.0,
     workers: Annotated[int, typer.Option(
@@ -150,7 +152,8 @@ def serve(
         raise RubrickitError(f"--on-error {on_error!r}: {exc.errors()[0]['msg']}") from None
     scorer_args = {"rubric": rubric, "judge": judge, "base_url": base_url, "min_coverage": min_coverage,
                    "scale": scale, "shift": shift, **_judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache,
-                                                                   None, timeout, max_retries, max_outage)}
+                                                                   None, timeout, max_retries, max_outage,
+                                                                   transport)}
     if workers > 1:
         serve_workers(workers, options, log_level=log_level, **scorer_args)
     else:

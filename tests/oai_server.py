@@ -228,6 +228,8 @@ class OAIServer:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0
+        """TCP connections accepted (a keep-alive client reuses them)."""
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._script: Script | None = None
@@ -337,6 +339,8 @@ class OAIServer:
     # -- HTTP/1.1 over asyncio streams --------------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self.connections += 1
         try:
             while True:
                 line = await reader.readline()

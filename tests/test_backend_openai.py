@@ -26,8 +26,14 @@ from rubrickit.backends.openai_backend import parse_retry_after, redact, redact_
 from rubrickit.errors import BackendCallError, BackendSpecError, MissingCredentialsError
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"
-TRANSPORTS = pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-"""Failure paths run through both HTTP transports: they surface different exceptions to the SDK."""
+TRANSPORTS = pytest.mark.parametrize("transport", ["lean", "aiohttp", "httpx"])
+"""Failure paths run through every HTTP client: the lean transport, and the SDK over aiohttp and over httpx (they
+surface different exceptions, which must map to the same backend errors)."""
+
+
+def via(transport: str) -> dict[str, str]:
+    """Backend options for a TRANSPORTS value: ``lean``, or the SDK over ``aiohttp``/``httpx``."""
+    return {"transport": "lean"} if transport == "lean" else {"transport": "sdk", "http_transport": transport}
 T = TypeVar("T")
 
 VERDICT_SCHEMA = {
@@ -221,11 +227,12 @@ def test_capabilities() -> None:
     asyncio.run(backend.aclose())
 
 
-@pytest.mark.parametrize(("transport", "calls"), [("aiohttp", 50), ("aiohttp", 200), ("httpx", 50)])
+@pytest.mark.parametrize(("transport", "calls"), [("lean", 50), ("lean", 500), ("aiohttp", 50), ("aiohttp", 200),
+                                                 ("httpx", 50)])
 def test_concurrent_requests_at_100ms_latency_overlap(transport: str, calls: int) -> None:
     # Behaviour, not speed: the calls are in flight together (speed is measured in bench/, not in tests).
     with OAIServer(latency=0.1) as server:
-        backend = backend_for(server, http_transport=transport)
+        backend = backend_for(server, **via(transport))
 
         async def burst(b: OpenAIBackend) -> None:
             await b.complete(request("warm-up"))
@@ -249,7 +256,7 @@ def test_concurrent_requests_at_100ms_latency_overlap(transport: str, calls: int
 def test_rate_limit_is_retryable_with_retry_after(server: OAIServer, fault: Fault, expected: float | None,
                                                   transport: str) -> None:
     server.script(fault)
-    error = call(server, http_transport=transport)
+    error = call(server, **via(transport))
     assert isinstance(error, RetryableBackendError)
     assert error.status == 429
     assert error.retry_after == (pytest.approx(expected) if expected is not None else None)
@@ -266,7 +273,7 @@ def test_rate_limit_retry_after_http_date(server: OAIServer) -> None:
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_are_retryable(server: OAIServer, status: int, transport: str) -> None:
     server.script(Fault.server_error(status, headers={"Retry-After": "2"}))
-    error = call(server, http_transport=transport)
+    error = call(server, **via(transport))
     assert isinstance(error, RetryableBackendError)
     assert error.status == status and error.retry_after == 2.0
     assert len(server.chat_bodies) == 1
@@ -276,7 +283,7 @@ def test_server_errors_are_retryable(server: OAIServer, status: int, transport: 
 def test_timeout_is_retryable(server: OAIServer, transport: str) -> None:
     server.script(Fault.timeout(5))
     start = time.perf_counter()
-    error = call(server, timeout=0.3, http_transport=transport)
+    error = call(server, timeout=0.3, **via(transport))
     assert isinstance(error, RetryableBackendError)
     assert "timed out after 0.3s" in str(error)
     assert time.perf_counter() - start < 2
@@ -285,7 +292,7 @@ def test_timeout_is_retryable(server: OAIServer, transport: str) -> None:
 @TRANSPORTS
 def test_dropped_connection_is_retryable(server: OAIServer, transport: str) -> None:
     server.script(Fault.drop())
-    error = call(server, http_transport=transport)
+    error = call(server, **via(transport))
     assert isinstance(error, RetryableBackendError)
     assert "connection failed" in str(error)
 
@@ -293,7 +300,7 @@ def test_dropped_connection_is_retryable(server: OAIServer, transport: str) -> N
 @TRANSPORTS
 def test_reset_connection_is_retryable(server: OAIServer, transport: str) -> None:
     server.script(Fault.reset())
-    error = call(server, http_transport=transport)
+    error = call(server, **via(transport))
     assert isinstance(error, RetryableBackendError)
     assert "connection failed" in str(error)
 
@@ -302,7 +309,7 @@ def test_reset_connection_is_retryable(server: OAIServer, transport: str) -> Non
 def test_unreachable_server_is_retryable(transport: str) -> None:
     with OAIServer() as server:
         url = server.url
-    error = call_url(url, http_transport=transport)
+    error = call_url(url, **via(transport))
     assert isinstance(error, RetryableBackendError)
 
 
@@ -330,7 +337,7 @@ def call_url(url: str, **options: Any) -> Any:
 ], ids=["html-as-json", "text", "truncated-json", "not-an-object", "no-choices"])
 def test_malformed_body_is_retryable(server: OAIServer, fault: Fault, transport: str) -> None:
     server.script(fault)
-    error = call(server, http_transport=transport)
+    error = call(server, **via(transport))
     assert isinstance(error, RetryableBackendError)
     assert "malformed body" in str(error)
 
@@ -346,7 +353,7 @@ def test_malformed_body_is_retryable(server: OAIServer, fault: Fault, transport:
 def test_client_errors_are_fatal_and_say_what_to_check(server: OAIServer, status: int, hint: str,
                                                         transport: str) -> None:
     server.script(Fault.http_error(status, "scripted refusal"))
-    error = call(server, http_transport=transport)
+    error = call(server, **via(transport))
     assert isinstance(error, FatalBackendError)
     assert error.status == status
     assert "scripted refusal" in str(error) and hint in str(error)
@@ -381,7 +388,7 @@ def test_api_key_goes_only_into_the_authorization_header(
         Fault.malformed(f"<html>token={KEY}</html>", content_type="text/html"),
         Fault.drop(),
     ])
-    backend = backend_for(server, http_transport=transport)
+    backend = backend_for(server, **via(transport))
 
     async def five(b: OpenAIBackend) -> list[Any]:
         outcomes: list[Any] = []
@@ -465,7 +472,7 @@ def test_credentials_anywhere_in_the_base_url_never_show(
         url: str, transport: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG)
     try:
-        backend = OpenAIBackend("judge-model", base_url=url, timeout=2, http_transport=transport)
+        backend = OpenAIBackend("judge-model", base_url=url, timeout=2, **via(transport))
     except BackendSpecError as refused:  # user:password@ is refused up front: say so without showing it
         shown = [str(refused), repr(refused)]
     else:
@@ -550,3 +557,86 @@ def test_backend_can_be_reused_across_event_loops(server: OAIServer) -> None:
         assert asyncio.run(backend.complete(request())).text
     asyncio.run(backend.aclose())
     gc.collect()  # an unclosed socket would surface here as an unraisable ResourceWarning (an error in this suite)
+
+
+# -- the lean transport ----------------------------------------------------------------------------------------
+
+
+FAULTS_SAME_TEXT = [
+    Fault.rate_limit("3"),
+    Fault.server_error(503, "overloaded, try later"),
+    Fault.http_error(400, "'messages' is too long", code="context_length_exceeded"),
+    Fault.http_error(404, "The model `judge-model` does not exist"),
+    Fault.http_error(429, "You exceeded your current quota", code="insufficient_quota"),
+    Fault.malformed(),
+    Fault.no_choices(),
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS_SAME_TEXT, ids=lambda f: f"{f.kind}-{f.status}")
+def test_lean_and_sdk_transports_raise_the_same_errors(server: OAIServer, fault: Fault) -> None:
+    outcomes = []
+    for options in (via("lean"), via("aiohttp")):
+        server.script(fault)
+        outcomes.append(call(server, **options))
+    lean, sdk = outcomes
+    assert type(lean) is type(sdk) and isinstance(lean, BackendCallError)
+    assert (str(lean), lean.status, getattr(lean, "retry_after", None)) == (
+        str(sdk), sdk.status, getattr(sdk, "retry_after", None))
+
+
+def test_lean_transport_is_the_default_and_sends_plain_json(server: OAIServer) -> None:
+    backend = backend_for(server)
+    assert backend.transport == "lean"
+    completion = call(server, request(max_tokens=9, seed=3, json_schema=VERDICT_SCHEMA))
+    assert completion.text
+    sent = server.requests[-1]
+    assert sent.method == "POST" and sent.path == "/v1/chat/completions"
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["user-agent"].startswith("rubrickit/")
+    assert not any(name.startswith("x-stainless") for name in sent.headers)  # no SDK on this path
+    assert sent.body["max_tokens"] == 9 and sent.body["seed"] == 3
+    assert sent.body["response_format"]["type"] == "json_schema"
+
+
+def test_lean_transport_sends_the_client_options_it_takes(server: OAIServer) -> None:
+    base = server.url + "?tenant=a"
+    backend = OpenAIBackend("judge-model", base_url=base, api_key=KEY, organization="org-1", project="proj-2",
+                            default_headers={"X-Team": "evals"}, default_query={"api-version": "2025-01"})
+    assert run(backend, lambda b: b.complete(request())).text
+    sent = server.requests[-1]
+    assert sent.path == "/v1/chat/completions?tenant=a&api-version=2025-01"
+    assert (sent.headers["openai-organization"], sent.headers["openai-project"], sent.headers["x-team"]) == (
+        "org-1", "proj-2", "evals")
+
+
+def test_lean_transport_refuses_sdk_only_options_and_says_what_to_do() -> None:
+    with pytest.raises(BackendSpecError, match=r"http_client.*transport='sdk'"):
+        OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", http_client=object())
+    with pytest.raises(BackendSpecError, match="is an option of transport='sdk'"):
+        OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", transport="lean", http_transport="httpx")
+    with pytest.raises(BackendSpecError, match="expected 'lean'"):
+        OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", transport="grpc")
+
+
+def test_transport_default_comes_from_the_environment(server: OAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUBRICKIT_TRANSPORT", "sdk")
+    backend = backend_for(server)
+    assert backend.transport == "sdk"
+    assert run(backend, lambda b: b.complete(request())).text
+    assert server.requests[-1].headers["user-agent"].startswith("AsyncOpenAI/")
+    monkeypatch.setenv("RUBRICKIT_TRANSPORT", "carrier-pigeon")
+    with pytest.raises(BackendSpecError, match=r"\$RUBRICKIT_TRANSPORT='carrier-pigeon'"):
+        backend_for(server)
+
+
+def test_lean_transport_keeps_connections_alive(server: OAIServer) -> None:
+    backend = backend_for(server)
+
+    async def sequential(b: OpenAIBackend) -> None:
+        for i in range(20):
+            await b.complete(request(f"criterion {i}"))
+
+    run(backend, sequential)
+    assert server.connections == 1

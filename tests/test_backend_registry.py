@@ -197,11 +197,16 @@ def test_provider_name_points_to_litellm() -> None:
 # -- missing SDKs ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "module"), [("openai:gpt-4o", "openai"), ("litellm:openai/gpt-4o", "litellm")])
-def test_missing_sdk_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch, spec: str, module: str) -> None:
+@pytest.mark.parametrize(("spec", "module", "options"), [
+    ("openai:gpt-4o", "aiohttp", {}),  # the lean transport (the default) needs aiohttp, not the SDK
+    ("openai:gpt-4o", "openai", {"transport": "sdk"}),
+    ("litellm:openai/gpt-4o", "litellm", {}),
+])
+def test_missing_sdk_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch, spec: str, module: str,
+                                                options: dict[str, str]) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails as if it were not installed
     with pytest.raises(MissingDependencyError) as caught:
-        get_backend(spec, api_key="sk-registry-test-0000000000")
+        get_backend(spec, api_key="sk-registry-test-0000000000", **options)
     assert "pip install 'rubrickit[api]'" in str(caught.value)
     assert f"'{module}'" in str(caught.value)
     assert isinstance(caught.value, ImportError)

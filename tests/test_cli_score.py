@@ -139,10 +139,13 @@ def test_api_key_never_reaches_cache_journal_output_trace_or_logs(
     assert secret not in repr(result.accounting)
 
 
+@pytest.mark.parametrize("transport", ["lean", "sdk"])
 def test_credentials_in_the_base_url_never_reach_errors_output_trace_or_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, transport: str
 ) -> None:
     import logging
+
+    from oai_server import Fault
 
     from rubrickit import score_files
     from rubrickit.errors import RubrickitError
@@ -150,15 +153,38 @@ def test_credentials_in_the_base_url_never_reach_errors_output_trace_or_logs(
     secret = "SECRET-IN-QUERY-7f3a"
     caplog.set_level(logging.DEBUG)
     with OAIServer() as server:
-        # The SDK appends the path after the query, so the server answers 404 quoting the whole path: the
-        # credential travels through the server's error message, the run's error, the trace and the SDK's logs.
+        # The server answers 404 quoting the whole path (the SDK appends the path after the query, so a real server
+        # does): the credential travels through the server's error message, the run's error, the trace and the logs.
+        server.script(lambda body: Fault.http_error(404, f"Unknown path {server.requests[-1].path}"))
         with pytest.raises(RubrickitError) as stopped:
             score_files(RUBRIC, REPO / "examples" / "support-tickets.jsonl", judge="openai:judge-model",
                         base_url=f"{server.url}?api_key={secret}&sig={secret}", out=tmp_path / "out" / "scores.jsonl",
-                        cache_dir=tmp_path / "cache", trace_path=tmp_path / "out" / "trace.jsonl")
+                        cache_dir=tmp_path / "cache", trace_path=tmp_path / "out" / "trace.jsonl",
+                        transport=transport)
         assert any(secret in r.path for r in server.requests)  # it did reach the server, and only there
     assert "404" in str(stopped.value) and secret not in str(stopped.value)
     assert any(p.suffix == ".sqlite3" for p in tmp_path.rglob("*"))
     for path in (p for p in tmp_path.rglob("*") if p.is_file()):
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(("flag", "agent"), [((), "rubrickit/"), (("--transport", "sdk"), "AsyncOpenAI/"),
+                                             (("--transport", "lean"), "rubrickit/")])
+def test_score_transport_flag_picks_the_http_client(server: OAIServer, tmp_path: Path, flag: tuple[str, ...],
+                                                     agent: str) -> None:
+    out = tmp_path / "scores.jsonl"
+    data = REPO / "examples" / "support-tickets.jsonl"
+    code, output = run("score", "-r", RUBRIC, "-d", data, "-o", out, "--no-cache", "--max-error-rate", "1", *flag,
+                       *judge_args(server, tmp_path))
+    assert code == 0, output
+    agents = {request.headers["user-agent"].split("/")[0] + "/" for request in server.requests}
+    assert agents == {agent}
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_score_refuses_an_unknown_transport(server: OAIServer, tmp_path: Path) -> None:
+    code, output = run("score", "-r", RUBRIC, "-d", REPO / "examples" / "support-tickets.jsonl", "--transport", "h3",
+                       *judge_args(server, tmp_path))
+    assert code != 0 and "--transport 'h3': use lean or sdk" in output
+    assert not server.requests

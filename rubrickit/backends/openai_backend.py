@@ -31,6 +31,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ..errors import BackendSpecError, MissingCredentialsError, MissingDependencyError
+from ._http import (
+    HTTPStatusFailure,
+    LeanClient,
+    TransportConnectionError,
+    TransportTimeout,
+    aiohttp_http_client,
+)
 from ._redact import SECRET_PARAMETER, RedactingFilter, redact, redact_logs, redact_url, url_secrets
 from .base import (
     BASE_URL_OPTIONS,
@@ -51,6 +58,7 @@ GuidedMode = Literal["structured_outputs", "guided_choice"]
 Structured = Literal["auto", "json_schema", "json_object", "guided", "none"]
 
 _RETRYABLE_STATUS = {408, 409, 425, 429}
+_OPENAI_URL = "https://api.openai.com/v1"
 _STATUS_HINTS = {
     400: "the server rejected the request; check that the model supports the parameters sent "
          "(json_schema response_format, logprobs, seed, max tokens) and that the prompt fits its context",
@@ -476,102 +484,24 @@ class _StructuredRefused(Exception):
         self.detail = detail
 
 
-# -- HTTP transport ----------------------------------------------------------------------------------------------
+# -- HTTP transport ---------------------------------------------------------------------------------------------
 
 
-def aiohttp_http_client(timeout: float) -> Any:
-    """An ``httpx.AsyncClient`` whose requests go through aiohttp.
-
-    httpx's own pool slows down sharply when many keep-alive connections are reused concurrently (encode/httpx#3215):
-    against a 100 ms server, 50 concurrent calls take 0.3-0.5 s and 200 take 2-4 s, where aiohttp takes 0.12 s and
-    0.15 s. A judge run lives at high concurrency, so the SDK gets this transport when aiohttp is installed (it comes
-    with litellm in ``rubrickit[api]``). Connection limits are left to the engine's concurrency limit.
-    """
-    import asyncio
-
-    import aiohttp
-    import httpx
-
-    dropped = {b"content-encoding", b"content-length", b"transfer-encoding"}
-
-    def _proxy_configured() -> bool:
-        return any(os.environ.get(name) for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
-                                                     "https_proxy", "all_proxy"))
-
-    class AiohttpTransport(httpx.AsyncBaseTransport):
-        def __init__(self) -> None:
-            self._session: aiohttp.ClientSession | None = None
-            self._loop: asyncio.AbstractEventLoop | None = None
-            self._guard: Any = None
-
-        async def _session_here(self) -> aiohttp.ClientSession:
-            loop = asyncio.get_running_loop()
-            if self._session is None or self._session.closed or self._loop is not loop:
-                self._abandon()
-                # trust_env makes aiohttp read ~/.netrc and the proxy variables on every request (two thread-pool
-                # hops per call: bench/RESULTS.md section a); only pay for it when a proxy is configured.
-                session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=_proxy_configured())
-                # Close the session while its loop still runs: asyncio.run() closes suspended async generators
-                # before it closes the loop, so a backend reused across asyncio.run() calls leaks no sockets.
-                guard = _close_at_loop_end(session)
-                await guard.__anext__()
-                self._session, self._loop, self._guard = session, loop, guard
-            return self._session
-
-        def _abandon(self) -> None:
-            # A session whose loop ended without closing async generators cannot be awaited closed; drop its pool.
-            session, self._session, self._guard = self._session, None, None
-            if session is not None and not session.closed:
-                try:
-                    session.connector._close()  # type: ignore[union-attr]
-                except Exception:
-                    pass
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            session = await self._session_here()
-            limits = request.extensions.get("timeout") or {}
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=limits.get("connect"),
-                                            sock_read=limits.get("read"))
-            headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
-            body = await request.aread()
-            try:
-                async with session.request(request.method, str(request.url), headers=headers, data=body or None,
-                                           allow_redirects=False, timeout=timeout) as response:
-                    content = await response.read()
-                    status = response.status
-                    raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers
-                           if k.lower() not in dropped]  # aiohttp already decoded the body
-            except asyncio.TimeoutError as exc:
-                raise httpx.ReadTimeout(f"{type(exc).__name__}: timed out", request=request) from exc
-            except aiohttp.ClientConnectorError as exc:
-                raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from exc
-            except aiohttp.ServerDisconnectedError as exc:
-                raise httpx.RemoteProtocolError("Server disconnected without sending a response.",
-                                                request=request) from exc
-            except aiohttp.ClientError as exc:
-                raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
-            return httpx.Response(status, headers=raw, content=content, request=request)
-
-        async def aclose(self) -> None:
-            session, guard = self._session, self._guard
-            if session is None:
-                return
-            if self._loop is asyncio.get_running_loop():
-                self._session, self._guard = None, None
-                await session.close()
-                await guard.aclose()
-            else:
-                self._abandon()
-
-    return httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout, follow_redirects=True)
+Transport = Literal["lean", "sdk"]
+TRANSPORTS: tuple[str, ...] = ("lean", "sdk")
+_TRANSPORT_ENV = "RUBRICKIT_TRANSPORT"
+_LEAN_CLIENT_OPTIONS = frozenset({"default_headers", "default_query", "organization", "project"})
+"""``openai.AsyncOpenAI`` options the lean transport carries out itself; any other one needs ``transport="sdk"``."""
 
 
-async def _close_at_loop_end(session: Any) -> Any:
-    try:
-        yield
-    finally:
-        if not session.closed:
-            await session.close()
+def transport_mode(transport: str | None) -> str:
+    """Normalise the ``transport`` option (``None``: ``$RUBRICKIT_TRANSPORT``, else ``"lean"``)."""
+    value = str(transport if transport is not None else (os.environ.get(_TRANSPORT_ENV) or "lean")).strip().lower()
+    if value not in TRANSPORTS:
+        source = f"${_TRANSPORT_ENV}" if transport is None else "transport"
+        raise BackendSpecError(f"{source}={value!r}: expected 'lean' (a pooled aiohttp client sending plain JSON, the "
+                               "default) or 'sdk' (the openai SDK)")
+    return value
 
 
 def _http_client(transport: str, timeout: float) -> Any:
@@ -588,6 +518,44 @@ def _http_client(transport: str, timeout: float) -> Any:
         return None
 
 
+def _chat_url(base_url: str, default_query: Mapping[str, Any] | None) -> str:
+    """``{base_url}/chat/completions``, keeping the base URL's query (and adding ``default_query``)."""
+    parts = urlsplit(base_url)
+    query = parts.query
+    if default_query:
+        from urllib.parse import urlencode
+
+        extra = urlencode({str(k): str(v) for k, v in default_query.items()})
+        query = f"{query}&{extra}" if query else extra
+    path = parts.path.rstrip("/") + "/chat/completions"
+    return parts._replace(path=path, query=query, fragment="").geturl()
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("rubrickit")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _lean_client(base_url: str, key: str, timeout: float, options: Mapping[str, Any]) -> LeanClient:
+    unknown = sorted(set(options) - _LEAN_CLIENT_OPTIONS)
+    if unknown:
+        raise BackendSpecError(f"openai: option(s) {', '.join(unknown)} belong to the openai SDK; pass transport='sdk' "
+                               f"(--transport sdk) to use them, or drop them (the lean transport takes "
+                               f"{', '.join(sorted(_LEAN_CLIENT_OPTIONS))})")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json",
+               "User-Agent": f"rubrickit/{_version()}"}
+    if options.get("organization"):
+        headers["OpenAI-Organization"] = str(options["organization"])
+    if options.get("project"):
+        headers["OpenAI-Project"] = str(options["project"])
+    headers.update({str(k): str(v) for k, v in (options.get("default_headers") or {}).items()})
+    return LeanClient(_chat_url(base_url, options.get("default_query")), headers, timeout)
+
+
 class OpenAIBackend:
     """The ``openai`` SDK against OpenAI or any OpenAI-compatible server.
 
@@ -600,9 +568,14 @@ class OpenAIBackend:
     ``strict_schema`` forces OpenAI's strict JSON-schema mode on or off (default: on when the schema qualifies).
     ``extra_body`` is merged into every request body (e.g. ``{"chat_template_kwargs": {"enable_thinking": False}}``
     for vLLM). ``drop_params`` names body fields never to send (``("temperature",)`` for OpenAI reasoning models,
-    which reject any temperature but 1). ``http_transport`` is ``"auto"`` (aiohttp when installed, else httpx),
-    ``"aiohttp"`` or ``"httpx"``; see :func:`aiohttp_http_client` for why. Other keyword options go to
-    ``openai.AsyncOpenAI`` (``default_headers``, ``organization``, ``http_client``, …).
+    which reject any temperature but 1).
+
+    ``transport`` picks the HTTP client: ``"lean"`` (the default, or ``$RUBRICKIT_TRANSPORT``) posts plain JSON
+    over a pooled keep-alive aiohttp session (:mod:`rubrickit.backends._http`): about a quarter of the SDK's client
+    CPU per request, with the same errors, time-outs and redaction; it takes the client options
+    ``default_headers``, ``default_query``, ``organization`` and ``project``. ``"sdk"`` goes through
+    ``openai.AsyncOpenAI``, to which every other keyword option is passed (``http_client``, …); its
+    ``http_transport`` is ``"auto"`` (aiohttp when installed, else httpx), ``"aiohttp"`` or ``"httpx"``.
 
     ``structured`` picks the form of structured output (:data:`STRUCTURED_DIALECTS`): ``"auto"`` (the default, or
     ``$RUBRICKIT_STRUCTURED_OUTPUT``) negotiates it per server: a request whose form the server refuses
@@ -624,6 +597,7 @@ class OpenAIBackend:
         strict_schema: bool | None = None,
         extra_body: Mapping[str, Any] | None = None,
         drop_params: Iterable[str] = (),
+        transport: Transport | None = None,
         http_transport: Literal["auto", "aiohttp", "httpx"] = "auto",
         structured: Structured | None = None,
         capabilities_dir: str | Path | Literal[False] | None = None,
@@ -635,7 +609,6 @@ class OpenAIBackend:
         if max_tokens_param not in ("auto", "max_tokens", "max_completion_tokens"):
             raise BackendSpecError(f"max_tokens_param={max_tokens_param!r}: expected 'auto', 'max_tokens' or "
                                    "'max_completion_tokens'")
-        openai = import_sdk("openai")
         redact_logs()
         self.model = model
         self.spec = f"openai:{model}"
@@ -669,10 +642,27 @@ class OpenAIBackend:
             key = "EMPTY"  # local servers (vLLM, llama.cpp, Ollama) accept any key, but the SDK insists on one
         self.capabilities = Capabilities(logprobs=True, json_schema=True, choices=self._guided is not None,
                                          prefix_cache=True)
+        # An SDK http_transport named without a transport asks for the SDK (the option predates the lean transport).
+        self.transport = transport_mode("sdk" if transport is None and http_transport != "auto" else transport)
+        """``"lean"`` (aiohttp, plain JSON) or ``"sdk"`` (the openai SDK)."""
+        self._api_key = key
+        self._client: Any = None
+        self._lean: LeanClient | None = None
+        if self.transport == "lean":
+            if http_transport != "auto":
+                raise BackendSpecError(f"http_transport={http_transport!r} is an option of transport='sdk' (the lean "
+                                       "transport is aiohttp itself)")
+            try:
+                self._lean = _lean_client(effective_url or _OPENAI_URL, key, self.timeout, client_options)
+            except ImportError:
+                raise MissingDependencyError("the lean transport needs the 'aiohttp' package; install it with: "
+                                             "pip install 'rubrickit[api]' (or pass transport='sdk')") from None
+            return
         if "http_client" not in client_options:
             http_client = _http_client(http_transport, self.timeout)
             if http_client is not None:
                 client_options["http_client"] = http_client
+        openai = import_sdk("openai")
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout,
                                           **client_options)
         import httpx  # the SDK's own dependency
@@ -684,7 +674,7 @@ class OpenAIBackend:
         return f"OpenAIBackend(spec={self.spec!r}{where})"
 
     def _secrets(self) -> tuple[str | None, ...]:
-        return (getattr(self._client, "api_key", None), *url_secrets(getattr(self, "cache_endpoint", None)))
+        return (getattr(self, "_api_key", None), *url_secrets(getattr(self, "cache_endpoint", None)))
 
     def request_params(self, request: CompletionRequest, structured: str | None = None) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for ``request``, its schema sent in the form
@@ -800,37 +790,72 @@ class OpenAIBackend:
 
     async def _post(self, params: dict[str, Any], dialect: str | None) -> Completion:
         body = {**{k: v for k, v in params.items() if k != "extra_body"}, **params.get("extra_body", {})}
+        if self._lean is not None:
+            status, raw = await self._post_lean(body, dialect)
+        else:
+            status, raw = await self._post_sdk(body, dialect)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            snippet = redact(" ".join(text[:120].split()), self._secrets())
+            raise RetryableBackendError(f"{self.spec}: malformed body: HTTP {status} but not JSON ({snippet!r})",
+                                        status=status) from None
+        if not isinstance(data, Mapping):
+            raise RetryableBackendError(f"{self.spec}: malformed body: expected a JSON object")
+        return completion_from_response(data, spec=self.spec)
+
+    def _refusal(self, exc: BaseException, status: Any, dialect: str | None) -> _StructuredRefused | None:
+        """The server's refusal of the structured-output form ``dialect``, if ``exc`` is one."""
+        if dialect is None or not isinstance(status, int):
+            return None
+        detail, param = _error_text(exc)
+        if not structured_refusal(status, detail, dialect, param):
+            return None
+        detail = _server_message(exc).split(' File "')[0].strip()  # llama-cpp-python appends a trace
+        return _StructuredRefused(status, redact(detail, self._secrets()))
+
+    async def _post_lean(self, body: dict[str, Any], dialect: str | None) -> tuple[int, bytes]:
+        assert self._lean is not None
+        try:
+            return await self._lean.post_json(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+        except HTTPStatusFailure as exc:
+            refusal = self._refusal(exc, exc.status_code, dialect)
+            if refusal is not None:
+                raise refusal from None
+            raise error_from_status(exc.status_code, exc, spec=self.spec, model=self.model, base_url=self.base_url,
+                                    headers=exc.headers, secrets=self._secrets()) from None
+        except TransportTimeout:
+            raise RetryableBackendError(f"{self.spec}: request timed out after {self.timeout:g}s") from None
+        except TransportConnectionError as exc:
+            raise RetryableBackendError(f"{self.spec}: connection failed ({redact(str(exc), self._secrets())}); is "
+                                        f"the server at {redact_url(self.cache_endpoint) or 'the provider'} "
+                                        "reachable?") from None
+
+    async def _post_sdk(self, body: dict[str, Any], dialect: str | None) -> tuple[int, str]:
         try:
             # The SDK's documented low-level call: the same client, auth, errors and transport as
             # chat.completions.create, without re-walking our already plain-JSON params through its TypedDict
             # transform on every call (38% of the client's CPU at 500 calls/s, bench/RESULTS.md section a).
             response = await self._client.post("/chat/completions", cast_to=self._httpx.Response, body=body)
-            text = response.text
+            return response.status_code, response.text
         except Exception as exc:
             status = getattr(exc, "status_code", None)
-            if dialect is not None and isinstance(status, int):
-                detail, param = _error_text(exc)
-                if structured_refusal(status, detail, dialect, param):
-                    detail = _server_message(exc).split(' File "')[0].strip()  # llama-cpp-python appends a trace
-                    raise _StructuredRefused(status, redact(detail, self._secrets())) from None
+            refusal = self._refusal(exc, status, dialect)
+            if refusal is not None:
+                raise refusal from None
             mapped = map_sdk_error(exc, spec=self.spec, model=self.model, base_url=self.base_url,
                                    timeout=self.timeout, secrets=self._secrets())
             if mapped is None:
                 raise
             raise mapped from None  # the SDK's exception may quote the server verbatim; ours is redacted
-        try:
-            data = json.loads(text)
-        except ValueError:
-            snippet = redact(" ".join(text[:120].split()), self._secrets())
-            raise RetryableBackendError(f"{self.spec}: malformed body: HTTP 200 but not JSON ({snippet!r})",
-                                        status=response.status_code) from None
-        if not isinstance(data, Mapping):
-            raise RetryableBackendError(f"{self.spec}: malformed body: expected a JSON object")
-        return completion_from_response(data, spec=self.spec)
 
     async def aclose(self) -> None:
         """Close the HTTP client and its connections."""
-        await self._client.close()
+        if self._lean is not None:
+            await self._lean.aclose()
+        else:
+            await self._client.close()
 
 
 def output_params(

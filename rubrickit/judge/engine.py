@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,6 +122,9 @@ class JudgeOptions(BaseModel):
     """Seconds one backend call may take before it is abandoned and retried (``None``: the backend's own limit,
     60 s for API backends). Also sets the HTTP time-out of ``openai:`` and ``litellm:`` judges. Default from
     ``RUBRICKIT_TIMEOUT``."""
+    transport: Literal["lean", "sdk"] | None = None
+    """HTTP client of ``openai:`` judges: ``lean`` (a pooled aiohttp client sending plain JSON) or ``sdk`` (the
+    ``openai`` SDK). ``None``: ``$RUBRICKIT_TRANSPORT``, else ``lean``."""
     max_outage: float = Field(default_factory=lambda: _env_number("RUBRICKIT_MAX_OUTAGE", float) or 120.0, gt=0)
     """Seconds the judge may stay unreachable (most recent calls failing with connection errors, time-outs or
     5xx, the circuit breaker open and its probes failing) before the run stops with
@@ -275,6 +278,8 @@ class Judge(ChoiceScoring):
         kind = judge.partition(":")[0].strip().lower() if isinstance(judge, str) else None
         if base.timeout is not None and kind in ("openai", "litellm"):
             backend_options.setdefault("timeout", base.timeout)
+        if base.transport is not None and kind == "openai":
+            backend_options.setdefault("transport", base.transport)
         if kind == "openai":  # the structured-output form a server accepts is remembered beside the judge cache
             backend_options.setdefault("capabilities_dir", (base.cache_dir or default_cache_dir()) if base.use_cache
                                        else False)
