@@ -136,8 +136,9 @@ def conversion(report: Any, path: Path) -> None:
     note(f"wrote {path}: {report.summary()}")
 
 
-def score_summary(records: Sequence[Any], path: Path, *, max_items: int = 20) -> None:
-    """Score records: one row per item (up to ``max_items``), then rewards, coverage and errors overall."""
+def score_summary(records: Sequence[Any], path: Path, *, max_items: int = 20, stats: Any = None) -> None:
+    """Score records: one row per item (up to ``max_items``), then rewards, coverage and errors overall (from
+    ``stats``, a :class:`~rubrickit.judge.run.RecordStats`, when the run summed them up as they finished)."""
     if 0 < len(records) <= max_items:
         items = Table("item", "rubric", "reward", "coverage", "errors", "gates failed", "sub-scores",
                       title="score records")
@@ -147,14 +148,17 @@ def score_summary(records: Sequence[Any], path: Path, *, max_items: int = 20) ->
             items.add_row(escape(r.item_id), escape(r.rubric_id), _num(r.reward), f"{r.coverage:.3f}",
                           str(r.errors), escape(", ".join(r.gates_failed)), escape(subs))
         err.print(items)
-    rewards = [r.reward for r in records if r.reward is not None]
+    if stats is None:
+        from .judge.run import RecordStats
+
+        stats = RecordStats.of(records)
     grid = Table("items", "scored", "mean reward", "min", "max", "mean coverage", "error verdicts", "gates failed",
                  title="summary")
-    mean_cov = sum(r.coverage for r in records) / len(records) if records else 0.0
+    mean_cov = stats.coverage_sum / stats.count if stats.count else 0.0
     grid.add_row(
-        str(len(records)), str(len(rewards)), _num(sum(rewards) / len(rewards) if rewards else None),
-        _num(min(rewards, default=None)), _num(max(rewards, default=None)), f"{mean_cov:.3f}",
-        str(sum(r.errors for r in records)), str(sum(1 for r in records if r.gates_failed)),
+        str(stats.count), str(stats.scored), _num(stats.reward_sum / stats.scored if stats.scored else None),
+        _num(stats.reward_min), _num(stats.reward_max), f"{mean_cov:.3f}", str(stats.errors),
+        str(stats.gates_failed),
     )
     err.print(grid)
     if str(path) != "-":
@@ -171,9 +175,9 @@ def run_result(result: Any, *, kind: str) -> None:
         plan(result.plan)
         return
     if kind == "score":
-        score_summary(result.records, result.out or Path("-"), max_items=20)
+        score_summary(result.records, result.out or Path("-"), max_items=20, stats=result.summary)
     else:
-        pair_summary(result.records)
+        pair_summary(result.records, stats=result.summary)
         if result.out is not None:
             note(f"wrote {result.out}")
     if result.resumed:
@@ -209,19 +213,20 @@ def accounting(values: dict[str, Any]) -> None:
         note("errors by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
 
 
-def pair_summary(records: Sequence[Any]) -> None:
+def pair_summary(records: Sequence[Any], *, stats: Any = None) -> None:
     """Winners, agreement with labels where present, and both-orders consistency of pair records."""
-    labelled = [r for r in records if r.correct is not None]
-    decided = [r for r in records if r.winner is not None]
-    consistent = [r for r in records if r.consistent is not None]
+    if stats is None:
+        from .judge.run import RecordStats
+
+        stats = RecordStats.of(records)
+    decided = sum(stats.winners.values())
     grid = Table("pairs", "A", "B", "tie", "undecided", "accuracy (labelled)", "consistent (both orders)",
                  "failed judgments", title="comparisons")
     grid.add_row(
-        str(len(records)), *(str(sum(1 for r in decided if r.winner == w)) for w in ("A", "B", "tie")),
-        str(len(records) - len(decided)),
-        f"{sum(r.correct for r in labelled) / len(labelled):.3f} (n={len(labelled)})" if labelled else "—",
-        f"{sum(r.consistent for r in consistent) / len(consistent):.3f}" if consistent else "—",
-        str(sum(r.errors for r in records)),
+        str(stats.count), *(str(stats.winners.get(w, 0)) for w in ("A", "B", "tie")), str(stats.count - decided),
+        f"{stats.correct / stats.labelled:.3f} (n={stats.labelled})" if stats.labelled else "—",
+        f"{stats.consistent / stats.checked_orders:.3f}" if stats.checked_orders else "—",
+        str(stats.errors),
     )
     err.print(grid)
 

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._io import atomic_write_text, iter_jsonl_lines, loads_json, no_rows, refuse_existing
 from .errors import RubricError, format_location
-from .rubric import Criterion, Rubric, ScoreRecord, Verdict, VerdictRow
+from .rubric import Criterion, Fingerprints, Rubric, ScoreRecord, Verdict, VerdictRow
 
 __all__ = [
     "HOLISTIC_ID",
@@ -221,13 +221,17 @@ def aggregate(rubric: Rubric, verdicts: Sequence[Verdict], *, soft: bool | None 
 
 
 def score_record(
-    rubric: Rubric, verdicts: Sequence[Verdict], *, item_id: str, judge: str | None = None
+    rubric: Rubric, verdicts: Sequence[Verdict], *, item_id: str, judge: str | None = None,
+    fingerprints: Fingerprints | None = None,
 ) -> ScoreRecord:
     """The :class:`ScoreRecord` of one judged item: :func:`aggregate` plus the verdicts in rubric order.
 
     Each verdict's ``criterion_fingerprint`` is filled in from the rubric when missing; a holistic rating
     comes after the criteria. Criteria without a verdict have none in the record (they lower ``coverage``).
+    ``fingerprints`` are the rubric's, when the caller computed them once for many records.
     """
+    if fingerprints is None:
+        fingerprints = Fingerprints.of(rubric)
     result = aggregate(rubric, verdicts)
     by_id = {v.criterion_id: v for v in verdicts}
     ordered: list[Verdict] = []
@@ -236,12 +240,12 @@ def score_record(
         if verdict is None:
             continue
         if verdict.criterion_fingerprint is None:
-            verdict = verdict.model_copy(update={"criterion_fingerprint": criterion.fingerprint})
+            verdict = verdict.model_copy(update={"criterion_fingerprint": fingerprints.criteria[criterion.id]})
         ordered.append(verdict)
     if HOLISTIC_ID in by_id:
         ordered.append(by_id[HOLISTIC_ID])
     return ScoreRecord(
-        item_id=item_id, rubric_id=rubric.id, rubric_fingerprint=rubric.fingerprint, reward=result.reward,
+        item_id=item_id, rubric_id=rubric.id, rubric_fingerprint=fingerprints.rubric, reward=result.reward,
         coverage=result.coverage, gates_failed=result.gates_failed, judge=judge, verdicts=ordered,
         subscores=result.subscores, errors=result.errors,
     )

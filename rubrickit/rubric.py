@@ -13,6 +13,8 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -312,16 +314,32 @@ def criterion_fingerprint(criterion: Criterion) -> str:
     return _digest(payload)
 
 
-def rubric_fingerprint(rubric: Rubric) -> str:
-    """``sha256:<16 hex>`` of the criteria (id, fingerprint, weight) and the aggregation settings."""
+def rubric_fingerprint(rubric: Rubric, criteria: Mapping[str, str] | None = None) -> str:
+    """``sha256:<16 hex>`` of the criteria (id, fingerprint, weight) and the aggregation settings (``criteria``:
+    the criterion fingerprints by id, when already computed)."""
     payload = {
         "aggregation": rubric.aggregation,
         "soft": rubric.soft,
         "raw": rubric.raw,
         "gates": rubric.gates,
-        "criteria": [[c.id, criterion_fingerprint(c), _weight_key(c.weight)] for c in rubric.criteria],
+        "criteria": [[c.id, criteria[c.id] if criteria is not None else criterion_fingerprint(c),
+                      _weight_key(c.weight)] for c in rubric.criteria],
     }
     return _digest(payload)
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """A rubric's fingerprint and its criteria's, computed once (a judge run stamps every record with them)."""
+
+    rubric: str
+    criteria: Mapping[str, str]
+
+    @classmethod
+    def of(cls, rubric: Rubric) -> Fingerprints:
+        """The fingerprints of ``rubric`` as it is now (a later change to the rubric is not seen)."""
+        criteria = {c.id: criterion_fingerprint(c) for c in rubric.criteria}
+        return cls(rubric=rubric_fingerprint(rubric, criteria), criteria=criteria)
 
 
 # Loading and saving live in rubric_io (kept apart for size); re-exported here so ``rubric`` is the one place to

@@ -358,8 +358,16 @@ def misspelling_problems(row: Mapping[str, Any], known: Iterable[str], path: Pat
             for column, field in misspelt_columns(row, known)]
 
 
+def _check_file(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None, *, allow_empty: bool,
+                known: Iterable[str] = ()) -> ItemStream:
+    count = [0]
+    _load(path, model, mapping, allow_empty=allow_empty, known=known, keep=count)
+    return ItemStream(Path(path), model, mapping, count[0])
+
+
 def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None, *, allow_empty: bool,
-          known: Iterable[str] = ()) -> list[Any]:
+          known: Iterable[str] = (), keep: list[int] | None = None) -> list[Any]:
+    """The rows of ``path``, or (``keep`` given) only their count in ``keep[0]``, with every problem raised."""
     path = Path(path)
     if not path.exists():
         raise RubricError.at(path, None, None, "no such file; give the data file (JSONL, JSONL.gz, JSON or CSV)")
@@ -387,13 +395,16 @@ def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] |
                                                 "every row its own id"))
             else:
                 first_line[row.id] = line
-                rows.append(row)
+                if keep is None:
+                    rows.append(row)
+                else:
+                    keep[0] += 1
         if len(problems) >= MAX_PROBLEMS:
             problems.append(f"{path}: stopping after {MAX_PROBLEMS} problems")
             break
     if problems:
         raise RubricError(problems)
-    if not rows:
+    if not (rows if keep is None else keep[0]):
         no_rows(path, allow_empty=allow_empty)
     return rows
 
@@ -421,11 +432,58 @@ def load_candidates(path: str | Path, *, mapping: Mapping[str, str] | None = Non
     return _load(path, CandidateSet, mapping, allow_empty=allow_empty)
 
 
-def coerce_items(items: Iterable[DataItem | Mapping[str, Any]]) -> list[DataItem]:
-    """Rows given in code (models or dicts) as :class:`DataItem` objects."""
-    return [item if isinstance(item, DataItem) else DataItem.model_validate(item) for item in items]
+def _coerce(rows: Iterable[Any], model: type[BaseModel]) -> Iterable[Any]:
+    if isinstance(rows, ItemStream):
+        return rows  # read from its file, already checked, as it is iterated
+    if isinstance(rows, (list, tuple)):
+        return [row if isinstance(row, model) else model.model_validate(row) for row in rows]
+    return (row if isinstance(row, model) else model.model_validate(row) for row in rows)
 
 
-def coerce_pairs(pairs: Iterable[PairItem | Mapping[str, Any]]) -> list[PairItem]:
-    """Pairs given in code (models or dicts) as :class:`PairItem` objects."""
-    return [pair if isinstance(pair, PairItem) else PairItem.model_validate(pair) for pair in pairs]
+def coerce_items(items: Iterable[DataItem | Mapping[str, Any]]) -> Iterable[DataItem]:
+    """Rows given in code (models or dicts) as :class:`DataItem` objects: a list for a list, an
+    :class:`ItemStream` as it is, and any other iterable converted as it is consumed (a generator of a million rows
+    is never held whole)."""
+    return _coerce(items, DataItem)
+
+
+def coerce_pairs(pairs: Iterable[PairItem | Mapping[str, Any]]) -> Iterable[PairItem]:
+    """Pairs given in code (models or dicts) as :class:`PairItem` objects, like :func:`coerce_items`."""
+    return _coerce(pairs, PairItem)
+
+
+class ItemStream:
+    """The rows of a data file, checked whole when made and read again each time they are iterated.
+
+    :func:`stream_items` and :func:`stream_pairs` make one: every problem in the file (file, line, field) is raised
+    before any judge call, as with :func:`load_items`, but only the row count and the ids (for the duplicate check)
+    are kept, so judging a file of any length holds a bounded number of rows in memory.
+    """
+
+    def __init__(self, path: Path, model: type[BaseModel], mapping: Mapping[str, str] | None, count: int):
+        self.path = path
+        """The data file."""
+        self.model = model
+        self.mapping = mapping
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Any]:
+        model, mapping = self.model, self.mapping
+        for _, raw in _rows(self.path):
+            if isinstance(raw, Mapping):
+                yield model.model_validate(_apply_mapping(raw, mapping))
+
+
+def stream_items(path: str | Path, *, mapping: Mapping[str, str] | None = None,
+                 allow_empty: bool = False) -> ItemStream:
+    """:func:`load_items` for long files: the same checks and errors, rows read as they are judged."""
+    return _check_file(path, DataItem, mapping, allow_empty=allow_empty)
+
+
+def stream_pairs(path: str | Path, *, mapping: Mapping[str, str] | None = None,
+                 allow_empty: bool = False) -> ItemStream:
+    """:func:`load_pairs` for long files (see :func:`stream_items`)."""
+    return _check_file(path, PairItem, mapping, allow_empty=allow_empty, known=("chosen", "rejected"))

@@ -267,6 +267,10 @@ class Journal:
         self.done.add(key)
         self.resumed_records.append(record)
 
+    def size(self) -> int:
+        """Bytes in the file now (where this run's records start; 0 without a file)."""
+        return os.fstat(self._fd).st_size if self._fd is not None else 0
+
     def key(self, record: BaseModel | Mapping[str, Any]) -> tuple:
         """The key of ``record`` under this journal's ``key_fields``."""
         return record_key(record, self.key_fields)

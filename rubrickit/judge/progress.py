@@ -14,7 +14,8 @@ __all__ = ["Progress"]
 class Progress:
     """A rich progress bar of ``total`` steps on stderr (``enabled=None``: only when stderr is a TTY)."""
 
-    def __init__(self, total: int, description: str, *, enabled: bool | None = None, file: IO[str] | None = None):
+    def __init__(self, total: int | None, description: str, *, enabled: bool | None = None,
+                 file: IO[str] | None = None):
         self.total = total
         """Steps in all."""
         self.description = description
@@ -59,7 +60,7 @@ class Progress:
         if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, n)
 
-    def set_total(self, total: int) -> None:
+    def set_total(self, total: int | None) -> None:
         """Change the number of steps (e.g. once deduplication or resume has shrunk the work)."""
         self.total = total
         if self._bar is not None and self._task is not None:

@@ -13,7 +13,7 @@ into :class:`ErrorRateExceeded` (exit status 3 on the command line) above the al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,13 @@ from ..errors import JudgeUnavailableError, OutputExistsError, RubrickitError
 from ..rubric import Rubric, RubricSet, ScoreRecord
 from ..rubric_io import is_rubric_set_path, load_rubric, load_rubric_set
 from .accounting import Plan
-from .data import load_items, load_pairs
+from .data import stream_items, stream_pairs
 from .engine import Judge, JudgeOptions
 from .journal import DEFAULT_KEY_FIELDS, PAIR_KEY_FIELDS, Journal
+from .pairwise import PairRecord
 
-__all__ = ["ErrorRateExceeded", "RunResult", "compare_files", "load_rubric_arg", "score_files"]
+__all__ = ["ErrorRateExceeded", "FileRecords", "RecordStats", "RunResult", "compare_files", "load_rubric_arg",
+           "score_files"]
 
 
 class ErrorRateExceeded(RubrickitError):
@@ -36,11 +38,109 @@ class ErrorRateExceeded(RubrickitError):
 
 
 @dataclass
+class RecordStats:
+    """A run's records summed up as they finish, so nothing needs them all in memory at the end."""
+
+    count: int = 0
+    errors: int = 0
+    """Error verdicts (score records) or failed judgments (pair records)."""
+    error_items: int = 0
+    """Records with at least one."""
+    scored: int = 0
+    """Score records with a reward."""
+    reward_sum: float = 0.0
+    reward_min: float | None = None
+    reward_max: float | None = None
+    coverage_sum: float = 0.0
+    gates_failed: int = 0
+    """Score records with a failed gate."""
+    winners: dict[str, int] = field(default_factory=lambda: {"A": 0, "B": 0, "tie": 0})
+    """Pair records by winner (undecided: ``count`` minus these)."""
+    labelled: int = 0
+    correct: int = 0
+    checked_orders: int = 0
+    consistent: int = 0
+
+    def add(self, record: Any) -> None:
+        """Count one record (a :class:`ScoreRecord` or a pair record)."""
+        self.count += 1
+        errors = getattr(record, "errors", 0) or 0
+        self.errors += errors
+        self.error_items += 1 if errors else 0
+        if hasattr(record, "winner"):
+            if record.winner is not None:
+                self.winners[record.winner] = self.winners.get(record.winner, 0) + 1
+            if record.correct is not None:
+                self.labelled += 1
+                self.correct += bool(record.correct)
+            if record.consistent is not None:
+                self.checked_orders += 1
+                self.consistent += bool(record.consistent)
+            return
+        reward = record.reward
+        if reward is not None:
+            self.scored += 1
+            self.reward_sum += reward
+            self.reward_min = reward if self.reward_min is None else min(self.reward_min, reward)
+            self.reward_max = reward if self.reward_max is None else max(self.reward_max, reward)
+        self.coverage_sum += record.coverage
+        self.gates_failed += 1 if record.gates_failed else 0
+
+    @classmethod
+    def of(cls, records: Iterable[Any]) -> RecordStats:
+        """The stats of ``records``."""
+        stats = cls()
+        for record in records:
+            stats.add(record)
+        return stats
+
+
+class FileRecords(Sequence):
+    """The records one run appended to its output file, read back (and parsed) each time they are iterated.
+
+    A run that writes a file does not also keep its records in memory; this sequence reads them from the file when
+    asked, so ``RunResult.records`` works the same for a run of any length.
+    """
+
+    def __init__(self, path: Path, start: int, count: int, model: Any):
+        self.path = path
+        self._start = start
+        self._count = count
+        self._model = model
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Any]:
+        with open(self.path, "rb") as fh:
+            fh.seek(self._start)
+            for _, line in zip(range(self._count), fh, strict=False):
+                yield self._model.model_validate_json(line)
+
+    def __getitem__(self, index: Any) -> Any:
+        return list(self)[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, FileRecords)):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FileRecords({str(self.path)!r}, {self._count} records)"
+
+
+@dataclass
 class RunResult:
     """What a run did: the new records, the accounting, the plan (dry runs), where the output went."""
 
-    records: list[Any] = field(default_factory=list)
-    """Records produced by this run (score records, or pair records for compare), in completion order."""
+    records: Sequence[Any] = field(default_factory=list)
+    """Records produced by this run (score records, or pair records for compare), in completion order. A run that
+    wrote a file gives a :class:`FileRecords` that reads them back from it, so no run holds every record in
+    memory."""
+    stats: RecordStats | None = None
+    """The records summed up as they finished (``None``: sum :attr:`records` when asked)."""
     accounting: dict[str, Any] = field(default_factory=dict)
     """Calls, cache hits, tokens, retries, errors by kind, cost, duplicates, elapsed seconds."""
     plan: Plan | None = None
@@ -57,14 +157,19 @@ class RunResult:
     """Records that came back twice (a retried block on ``--engine ray``) and were written once."""
 
     @property
+    def summary(self) -> RecordStats:
+        """:attr:`stats`, or the stats of :attr:`records`."""
+        return self.stats if self.stats is not None else RecordStats.of(self.records)
+
+    @property
     def errors(self) -> int:
         """Error verdicts (score records) or failed judgments (pair records) among the new records."""
-        return sum(getattr(record, "errors", 0) for record in self.records)
+        return self.summary.errors
 
     @property
     def error_items(self) -> int:
         """Items (records) of this run left with at least one error verdict."""
-        return sum(1 for record in self.records if getattr(record, "errors", 0))
+        return self.summary.error_items
 
     @property
     def error_rate(self) -> float:
@@ -132,6 +237,24 @@ def _journal(out: str | Path | None, *, resume: bool, force: bool, key_fields: S
                    check=_resume_check(out, rubrics, engine), redo=_has_errors)
 
 
+def _collect(records: Iterable[Any], journal: Journal, model: Any) -> tuple[Sequence[Any], RecordStats]:
+    """Run the engine's record stream to its end, summing the records up; keep them only without an output file
+    (the journal has written them: :class:`FileRecords` reads them back when asked)."""
+    start = journal.size()
+    kept: list[Any] = []
+    stats = RecordStats()
+    try:
+        for record in records:
+            stats.add(record)
+            if journal.path is None:
+                kept.append(record)
+    except JudgeUnavailableError as error:
+        raise _stopped(error, journal) from None
+    if journal.path is None:
+        return kept, stats
+    return FileRecords(journal.path, start, journal.written, model), stats
+
+
 def _stopped(error: JudgeUnavailableError, journal: Journal) -> JudgeUnavailableError:
     """The error with where the finished records are (the run can be resumed from them)."""
     if journal.path is None:
@@ -168,7 +291,7 @@ def score_files(rubric_path: str | Path, data_path: str | Path, *, judge: Any = 
     written and the result has ``empty_input``).
     """
     rubrics = load_rubric_arg(rubric_path)
-    items = load_items(data_path, mapping=mapping, allow_empty=allow_empty)
+    items = stream_items(data_path, mapping=mapping, allow_empty=allow_empty)
     if not items:
         return RunResult(empty_input=True)
     if not dry_run:
@@ -179,11 +302,8 @@ def score_files(rubric_path: str | Path, data_path: str | Path, *, judge: Any = 
             return RunResult(plan=engine.plan(rubrics, items), accounting=engine.summary())
         with _journal(out, resume=resume, force=force, key_fields=DEFAULT_KEY_FIELDS, rubrics=rubrics,
                       engine=engine) as journal:
-            try:
-                records: list[ScoreRecord] = list(engine.score_many(rubrics, items, journal=journal))  # type: ignore[arg-type]
-            except JudgeUnavailableError as error:
-                raise _stopped(error, journal) from None
-            return RunResult(records=records, accounting=engine.summary(), out=journal.path,
+            records, stats = _collect(engine.score_many(rubrics, items, journal=journal), journal, ScoreRecord)
+            return RunResult(records=records, stats=stats, accounting=engine.summary(), out=journal.path,
                              resumed=len(journal.resumed_records), redone=journal.redone)
 
 
@@ -198,7 +318,7 @@ def compare_files(rubric_path: str | Path | None, pairs_path: str | Path, *, jud
     are journaled by (pair_id, repeat), rubric comparisons by (pair_id, rubric_id, repeat).
     """
     rubrics = load_rubric_arg(rubric_path)
-    pairs = load_pairs(pairs_path, mapping=mapping, allow_empty=allow_empty)
+    pairs = stream_pairs(pairs_path, mapping=mapping, allow_empty=allow_empty)
     if not pairs:
         return RunResult(empty_input=True)
     if not dry_run:
@@ -210,9 +330,6 @@ def compare_files(rubric_path: str | Path | None, pairs_path: str | Path, *, jud
             return RunResult(plan=engine.plan_compare(rubrics, pairs), accounting=engine.summary())
         with _journal(out, resume=resume, force=force, key_fields=key_fields, rubrics=rubrics,
                       engine=engine) as journal:
-            try:
-                records = list(engine.compare_many(rubrics, pairs, journal=journal))
-            except JudgeUnavailableError as error:
-                raise _stopped(error, journal) from None
-            return RunResult(records=records, accounting=engine.summary(), out=journal.path,
+            records, stats = _collect(engine.compare_many(rubrics, pairs, journal=journal), journal, PairRecord)
+            return RunResult(records=records, stats=stats, accounting=engine.summary(), out=journal.path,
                              resumed=len(journal.resumed_records), redone=journal.redone)

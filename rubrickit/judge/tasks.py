@@ -34,7 +34,7 @@ the cache salt ``repeat=r``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -193,6 +193,15 @@ class TaskBuilder:
 
     # ------------------------------------------------------------------ single responses
 
+    def calls_per_item(self, rubric: Rubric) -> int:
+        """About how many judge calls one item makes under ``rubric`` (for pacing; re-asks not counted)."""
+        judged = [c for c in rubric.criteria if c.check is None]
+        if not judged:
+            return 0
+        if self.mode in ("holistic", "per_response") or rubric.aggregation == "holistic":
+            return 1
+        return len(judged) + sum(1 for c in judged if c.applies_if is not None)
+
     def item_tasks(self, rubric: Rubric, item: Any, repeat: int = 0) -> list[Task]:
         """The tasks judging ``item`` (a :class:`~rubrickit.judge.data.DataItem`) under ``rubric``."""
         material = material_data(item.prompt, item.response, item.reference)
@@ -297,22 +306,37 @@ def _no_rubric(item: Any, specific: dict[str, Rubric]) -> str:
             f"prompt_id(s): {known}); add one, or score these items with a general rubric")
 
 
-def assign_rubrics(rubrics: Any, items: Sequence[Any], *, optional: bool = False) -> list[tuple[Any, Any]]:
-    """Each item with each rubric that judges it, checked before any call.
+class Assigned:
+    """The (item, rubric) pairs of a lazily read input, made as they are iterated (see :func:`assign_rubrics`)."""
 
-    A single :class:`Rubric` judges every item. A :class:`RubricSet` gives each item the rubric of its
-    ``prompt_id``. A list: one rubric judges every item; several: the general ones (no ``prompt_id``) judge every
-    item and a prompt-specific one the items of its ``prompt_id``. An item without a ``prompt_id`` goes by the stable
-    hash of its prompt (:func:`~rubrickit.judge.data.stable_id`), the id generated rubrics give such a prompt.
-    ``None`` (only with ``optional``, for direct pairwise comparison) pairs every item with no rubric. An item left
-    without a rubric is a :class:`RubricError` naming it (up to five are listed).
-    """
+    def __init__(self, items: Iterable[Any], pick: Callable[[Any], list[Any]], count: int | None):
+        self._items = items
+        self._pick = pick
+        self._count = count
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for item in self._items:
+            for rubric in self._pick(item):
+                yield item, rubric
+
+    def __len__(self) -> int:
+        return self._count or 0
+
+    @property
+    def known_length(self) -> bool:
+        """Whether :func:`len` is the number of pairs (a one-shot iterator's is not known in advance)."""
+        return self._count is not None
+
+
+def _picker(rubrics: Any, optional: bool) -> tuple[Callable[[Any], list[Any]], dict[str, Any], int]:
+    """The function giving an item its rubrics, the prompt-specific rubrics, and the number of rubrics every item
+    gets for sure (0: some item may be left without one, so the items must be checked)."""
     if rubrics is None:
         if not optional:
             raise RubricError("no rubric given; pass a Rubric, a RubricSet or a list of rubrics")
-        return [(item, None) for item in items]
+        return (lambda item: [None]), {}, 1
     if isinstance(rubrics, Rubric):
-        return [(item, rubrics) for item in items]
+        return (lambda item: [rubrics]), {}, 1
     if isinstance(rubrics, RubricSet):
         general: list[Rubric] = []
         specific = {r.prompt_id: r for r in rubrics if r.prompt_id}
@@ -321,28 +345,71 @@ def assign_rubrics(rubrics: Any, items: Sequence[Any], *, optional: bool = False
         if not listed:
             raise RubricError("the list of rubrics is empty")
         if len(listed) == 1:
-            return [(item, listed[0]) for item in items]
+            return (lambda item: [listed[0]]), {}, 1
         general = [r for r in listed if not r.prompt_id]
         specific = {}
         for rubric in listed:
             if rubric.prompt_id and specific.setdefault(rubric.prompt_id, rubric) is not rubric:
                 raise RubricError(f"rubrics {specific[rubric.prompt_id].id!r} and {rubric.id!r} both have prompt_id "
                                   f"{rubric.prompt_id!r}; keep one rubric per prompt_id")
-    assigned, problems = [], []
-    for item in items:
+
+    def pick(item: Any) -> list[Any]:
         chosen = list(general)
         # An item without a prompt_id has the id the generators give its prompt (a stable hash of the prompt), so
         # a rubric set generated from a data file judges that file's items.
         prompt_id = item.prompt_id if item.prompt_id is not None else stable_id(item.prompt) if specific else None
         if prompt_id is not None and prompt_id in specific:
             chosen.append(specific[prompt_id])
+        return chosen
+
+    return pick, specific, 0 if specific or not general else len(general)
+
+
+def assign_rubrics(rubrics: Any, items: Iterable[Any], *, optional: bool = False) -> Sequence[tuple[Any, Any]]:
+    """Each item with each rubric that judges it, checked before any call.
+
+    A single :class:`Rubric` judges every item. A :class:`RubricSet` gives each item the rubric of its
+    ``prompt_id``. A list: one rubric judges every item; several: the general ones (no ``prompt_id``) judge every
+    item and a prompt-specific one the items of its ``prompt_id``. An item without a ``prompt_id`` goes by the stable
+    hash of its prompt (:func:`~rubrickit.judge.data.stable_id`), the id generated rubrics give such a prompt.
+    ``None`` (only with ``optional``, for direct pairwise comparison) pairs every item with no rubric. An item left
+    without a rubric is a :class:`RubricError` naming it (up to five are listed).
+
+    A list of items gives a list of pairs. Any other iterable (a file read as it is judged,
+    :class:`~rubrickit.judge.data.ItemStream`, or a generator) gives an :class:`Assigned` that makes the pairs as
+    it is iterated, so a long input is never held whole: when items could be left without a rubric, a re-iterable
+    input is checked in a first pass (a one-shot iterator is read into a list for the check).
+    """
+    pick, specific, every = _picker(rubrics, optional)
+    if not isinstance(items, (list, tuple)):
+        one_shot = iter(items) is items
+        if every:
+            return Assigned(items, pick, None if one_shot else len(items) * every)  # type: ignore[arg-type]
+        if not one_shot:
+            count = _check_assigned(items, pick, specific)
+            return Assigned(items, pick, count)
+        items = list(items)
+    assigned: list[tuple[Any, Any]] = []
+    _check_assigned(items, pick, specific, assigned)
+    return assigned
+
+
+def _check_assigned(items: Iterable[Any], pick: Callable[[Any], list[Any]], specific: dict[str, Any],
+                    out: list[tuple[Any, Any]] | None = None) -> int:
+    """Count the pairs (appending them to ``out``), raising :class:`RubricError` for items left without a rubric."""
+    problems = []
+    count = 0
+    for item in items:
+        chosen = pick(item)
         if not chosen:
             problems.append(_no_rubric(item, specific))
-        assigned.extend((item, rubric) for rubric in chosen)
+        count += len(chosen)
+        if out is not None:
+            out.extend((item, rubric) for rubric in chosen)
     if problems:
         more = [f"… and {len(problems) - 5} more item(s) without a rubric"] if len(problems) > 5 else []
         raise RubricError(problems[:5] + more)
-    return assigned
+    return count
 
 
 # --------------------------------------------------------------------------- plans (--dry-run)
