@@ -64,6 +64,9 @@ def bench_reply(body: dict[str, Any]) -> Reply:
         return Reply(json.dumps({"criterion_status": "MET" if met else "UNMET",
                                  "explanation": f"The response is judged {'met' if met else 'unmet'} by the "
                                                 "scripted server."}))
+    if "winner" in props:  # rubrickit pairwise, per criterion or direct: a winner that depends on the content
+        winner = ("A", "B", "tie")[int(_digest(body), 16) % 3]
+        return Reply(json.dumps({"rationale": "The scripted server compares the two responses.", "winner": winner}))
     if props and not set(props) <= {"rationale", "verdict"}:  # rubrickit per_response: one entry per criterion
         reply = {}
         for index, cid in enumerate(props):

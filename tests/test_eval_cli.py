@@ -152,3 +152,27 @@ def test_every_shared_pairs_file_loads_with_subsets(shared_data: Path) -> None:
     pairs, datasets = load_eval_pairs(files, limit=5)
     assert len(pairs) == 5 * len(files) and all(p.subset and p.label in ("A", "B", "tie") for p in pairs)
     assert len(set(datasets.values())) == len(files)
+
+
+def test_eval_records_are_written_as_pairs_finish_then_put_in_order(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    data = _write_pairs(tmp_path / "pairs.jsonl", "ABBABABBAA")
+    records = tmp_path / "records.jsonl"
+    partial = tmp_path / "records.jsonl.partial"
+    seen: list[int] = []
+
+    def watching(body: dict) -> str:
+        # While the judge is answering, the rows of the pairs already judged are on disk.
+        seen.append(len(partial.read_text().splitlines()) if partial.exists() else -1)
+        return _perfect(body)
+
+    with OAIServer(watching) as server:
+        code, output = run("eval", "--data", data, "--judge", "openai:judge-model", "--base-url", server.url,
+                           "--records", records, "--cache-dir", tmp_path / "cache", "--concurrency", "1")
+    assert code == 0, output
+    assert seen[0] == 0 and seen[-1] == 9  # one pair (2 calls) at a time: the last pair's calls see 9 rows
+    assert not partial.exists()
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert lines[0]["type"] == "run"
+    assert [line["pair_id"] for line in lines[1:]] == [f"q{n}" for n in range(10)]  # input order

@@ -117,6 +117,29 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return lines
 
 
+class _PartialRecords:
+    """``RECORDS.partial`` beside the records file: every row appended (and flushed) as it finishes, so a run that
+    stops (a crash, Ctrl-C, an outage) leaves what it judged. The finished run writes the records file itself
+    atomically, in input order with each configuration's run line first, and removes this file."""
+
+    def __init__(self, records: Path):
+        self.path = records.with_name(records.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("w", encoding="utf-8")
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
 def _check_outputs(paths: Sequence[Path | None], force: bool) -> None:
     for path in paths:
         if path is not None and Path(path).exists() and not force:
@@ -159,21 +182,28 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
                                  config=config, datasets=names, swap=swap, rubric_mode=rubric_mode,
                                  ray_options=ray_options)
 
+    partial = _PartialRecords(outputs[1]) if outputs[1] is not None else None
+
     async def run() -> list[EvalRun]:
         try:
             return [await aevaluate(pairs, owner, rubric=spec, rubric_mode=rubric_mode, swap=swap,  # type: ignore
                                     probes=probes, probe_limit=probe_limit, seed=seed, datasets=datasets,
-                                    generate_options=generate_options, pair_rows=remote) for spec in rubrics]
+                                    generate_options=generate_options, pair_rows=remote,
+                                    on_row=partial.write if partial is not None else None) for spec in rubrics]
         finally:
             await owner.aclose()
 
-    if ray_options is not None:
-        from ..integrations.ray import ray_session
+    try:
+        if ray_options is not None:
+            from ..integrations.ray import ray_session
 
-        with ray_session(ray_options.address):  # one cluster for every configuration (--compare-rubrics)
+            with ray_session(ray_options.address):  # one cluster for every configuration (--compare-rubrics)
+                runs = asyncio.run(run())
+        else:
             runs = asyncio.run(run())
-    else:
-        runs = asyncio.run(run())
+    finally:
+        if partial is not None:
+            partial.close()
     lines = [line for r in runs for line in r.records()]
     summary = summarize(lines, resamples=resamples, seed=seed)
     document = metrics_document(summary)
@@ -182,6 +212,8 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
     if outputs[1] is not None:
         atomic_write_text(outputs[1], "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines),
                           overwrite=True)
+        if partial is not None:
+            partial.remove()
     if outputs[2] is not None:
         write_report(lines, outputs[2], summary=summary)
     return EvalResult(metrics=document, runs=runs, records=lines)

@@ -297,15 +297,17 @@ async def aevaluate(pairs: Sequence[PairItem], judge: Any, *, rubric: str | Rubr
                     rubric_mode: RubricMode = "pairwise", swap: bool = True, probes: Sequence[str] = (),
                     probe_limit: int | None = 20, seed: int = 0, datasets: Mapping[str, str] | None = None,
                     generate_options: Mapping[str, Any] | None = None, config: str | None = None,
-                    pair_rows: PairRows | None = None) -> EvalRun:
+                    pair_rows: PairRows | None = None,
+                    on_row: Callable[[dict[str, Any]], None] | None = None) -> EvalRun:
     """Evaluate ``judge`` on labelled ``pairs`` under one rubric configuration (a spec string as for ``--rubric``,
     or a :class:`Rubric`/:class:`RubricSet`/``None``), with the named ``probes`` on the first ``probe_limit`` pairs.
 
     ``datasets`` maps pair id → dataset name (for per-dataset breakdowns). The judge is not closed. ``pair_rows``
     judges the pairs elsewhere (``--engine ray``): called with the resolved rubric(s), the pairs and the config, it
     returns their rows in input order and the accounting of the judges that made them; the probes, and rubric
-    generation, stay with ``judge``.
+    generation, stay with ``judge``. ``on_row`` is called with every row (pair and probe) as it finishes.
     """
+    sink = on_row or (lambda row: None)
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise RubrickitError(f"--probes: unknown probe(s) {', '.join(map(repr, unknown))}; choose from "
@@ -326,12 +328,15 @@ async def aevaluate(pairs: Sequence[PairItem], judge: Any, *, rubric: str | Rubr
     remote: dict[str, Any] = {}
     if pair_rows is not None:
         rows, remote = await asyncio.to_thread(pair_rows, resolved, pairs, config, datasets)
+        for row in rows:
+            sink(row)
     else:
         with Progress(len(pairs), f"Evaluating {config}", enabled=judge.options.progress) as progress:
             async def tracked(pair: PairItem) -> dict[str, Any]:
                 row = await judge_pair_row(judge, resolved, pair, config=config, dataset=datasets.get(pair.id),
                                            swap=swap, rubric_mode=rubric_mode)
                 progress.advance(1)
+                sink(row)
                 return row
 
             rows = await gather_limited([tracked(p) for p in pairs], max(4, judge.options.concurrency))
@@ -343,6 +348,8 @@ async def aevaluate(pairs: Sequence[PairItem], judge: Any, *, rubric: str | Rubr
                                        order_accounting=order_accounting)
         if order_accounting:
             info["order_probe_accounting"] = order_accounting
+        for row in probe_rows:
+            sink(row)
     after = judge.summary()
     info["accounting"] = {k: (after[k] - before.get(k, 0)) if isinstance(after[k], (int, float))
                           and isinstance(before.get(k, 0), (int, float)) else after[k] for k in after}

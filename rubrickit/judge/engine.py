@@ -72,9 +72,12 @@ def set_run_announcer(announce: Callable[[str], object] | None) -> None:
 T = TypeVar("T")
 Rubrics = Rubric | RubricSet | Sequence[Rubric]
 
-_MEMO_LIMIT = 50_000
+_MEMO_LIMIT = 4096
+"""Answers kept in memory to deduplicate identical requests of a run: the most recent ones (calls in flight and just
+finished, where repeats come from: a condition shared by criteria, the orders of a pair). An older repeat is answered
+by the persistent cache (or asked again with the cache off). Bounded so a long job's memory stays flat
+(bench/RESULTS-memory.md); 50,000 held about 1 KiB per finished call."""
 _timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
-"""Finished answers kept in memory for deduplication (beyond this, the persistent cache answers repeats)."""
 
 
 class JudgeModeError(RubrickitError, ValueError):
