@@ -156,6 +156,27 @@ def test_stored_prefix_is_reused_by_the_next_group(backend: HFBackend) -> None:
     assert_close(shared, run(backend.score_choices(group, ["Yes", "No"], reuse_prefix=False)))
 
 
+def test_the_rows_of_a_batch_share_the_prefix_kv_without_copies(backend: HFBackend) -> None:
+    """The suffix rows read the batch-1 prefix KV through a broadcast view (no per-row copy), and running them
+    leaves the stored prefix as it was."""
+    import torch
+
+    with backend._lock, torch.inference_mode():
+        ids = backend._encode(judge_request(PARIS, CRITERIA[0]))
+        kv, _ = backend._prefix_kv(ids[:-1])
+        before = [(k.clone(), v.clone()) for k, v in kv]
+        cache = backend._make_cache(kv, 4)
+        if hasattr(cache, "layers"):  # transformers ≥ 4.56
+            assert cache.get_seq_length() == len(ids) - 1
+            for layer, (k, v) in zip(cache.layers, kv, strict=True):
+                assert layer.keys.shape[0] == layer.values.shape[0] == 4
+                assert layer.keys.stride(0) == layer.values.stride(0) == 0
+                assert (layer.keys.data_ptr(), layer.values.data_ptr()) == (k.data_ptr(), v.data_ptr())
+        backend._forward_suffixes(ids[:-1], kv, [ids[-1:]] * 4, last_only=True)
+        for (k, v), (k0, v0) in zip(kv, before, strict=True):
+            assert torch.equal(k, k0) and torch.equal(v, v0)
+
+
 def test_complete_generates_through_the_chat_template(backend: HFBackend) -> None:
     request = judge_request(PARIS, CRITERIA[0], max_tokens=6)
     prompt = backend.render_prompt(request)

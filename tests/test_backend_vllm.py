@@ -199,21 +199,64 @@ def test_engine_starts_lazily_with_prefix_caching(fake_vllm, tmp_path) -> None:
                           "enable_prefix_caching": True, "max_model_len": 8192, "enforce_eager": True}
 
 
-def test_concurrent_completes_share_one_chat_call(fake_vllm, tmp_path) -> None:
+def test_complete_sends_its_one_request_at_once_and_gathers_nothing(fake_vllm, tmp_path) -> None:
+    """Batching is the engine's (or a ``complete_batch`` caller's): ``complete`` runs one request in one ``chat``
+    call, without waiting for or gathering concurrent calls into a batch of its own."""
     backend = VLLMBackend(str(tmp_path))
-
-    async def main() -> list:
-        return await asyncio.gather(*(backend.complete(request(max_tokens=n + 1, choices=("Yes", "No")))
-                                      for n in range(5)))
-
-    completions = asyncio.run(main())
+    single = asyncio.run(backend.complete(request(max_tokens=7, choices=("Yes", "No"))))
     (llm,) = FakeLLM.instances
     assert len(llm.calls) == 1
     conversations, params = llm.calls[0]
-    assert len(conversations) == 5 and conversations[0][0] == {"role": "system", "content": "Grade."}
-    assert [p.kwargs["max_tokens"] for p in params] == [1, 2, 3, 4, 5]
+    assert conversations == [[{"role": "system", "content": "Grade."}, {"role": "user", "content": "Hi"}]]
+    assert [p.kwargs["max_tokens"] for p in params] == [7]
     assert params[0].kwargs["structured_outputs"].kwargs == {"choice": ["Yes", "No"]}
-    assert [c.text for c in completions] == ["Yes"] * 5 and completions[1].usage.cached_tokens == 32
+    assert single.text == "Yes" and single.usage.input_tokens == 50
+
+    async def main() -> list:
+        return await asyncio.gather(*(backend.complete(request(max_tokens=n + 1)) for n in range(5)))
+
+    completions = asyncio.run(main())
+    assert [c.text for c in completions] == ["Yes"] * 5
+    sizes = [len(conversations) for conversations, _ in llm.calls[1:]]
+    assert sizes == [1] * 5  # one call each, never regrouped
+    assert sorted(p.kwargs["max_tokens"] for _, params in llm.calls[1:] for p in params) == [1, 2, 3, 4, 5]
+
+
+class VerdictLLM(FakeLLM):
+    """Answers a JSON-schema request with a per-criterion verdict (the engine's per_criterion reply)."""
+
+    def chat(self, conversations: list, sampling_params: object = None, use_tqdm: bool = True) -> list:
+        outputs = super().chat(conversations, sampling_params, use_tqdm)
+        for output in outputs:
+            output.outputs[0].text = '{"rationale": "ok", "verdict": "met"}'
+            output.outputs[0].logprobs = None
+        return outputs
+
+
+def test_engine_batches_reach_chat_as_the_engine_formed_them(fake_vllm, tmp_path) -> None:
+    from rubrickit.judge import Judge
+    from rubrickit.rubric import Criterion, Rubric
+
+    fake_vllm.LLM = VerdictLLM
+    backend = VLLMBackend(str(tmp_path))
+    formed: list[int] = []
+    batch = backend.complete_batch
+
+    async def spy(requests):  # what the engine's batcher hands the backend
+        formed.append(len(requests))
+        return await batch(requests)
+
+    backend.complete_batch = spy  # type: ignore[method-assign]
+    rubric = Rubric(id="r", criteria=[Criterion(id=f"c{n}", text=f"The response mentions topic {n}.")
+                                      for n in range(4)])
+    items = [{"id": f"i{n}", "prompt": "Q", "response": f"Reply {n}."} for n in range(6)]
+    with Judge(backend, mode="per_criterion", use_cache=False, progress=False, concurrency=8, batch_size=8) as judge:
+        records = list(judge.score_many(rubric, items))
+    assert len(records) == 6 and all(r.errors == 0 for r in records)
+    (llm,) = FakeLLM.instances
+    sizes = [len(conversations) for conversations, _ in llm.calls]
+    assert sum(sizes) == 6 * 4 and max(sizes) > 1 and max(sizes) <= 8
+    assert sizes == formed  # one chat call per engine batch, as formed: nothing waits on or regroups them
 
 
 def test_complete_batch_keeps_order_and_isolates_bad_requests(fake_vllm, tmp_path, monkeypatch) -> None:

@@ -441,12 +441,25 @@ class HFBackend:
         return kv
 
     def _make_cache(self, kv: _KV | None, batch: int) -> Any:
+        """A ``DynamicCache`` of the batch-1 prefix ``kv`` for ``batch`` rows, without copying the prefix.
+
+        Each layer holds the prefix as a broadcast view (``expand``, stride 0 over the rows); the model's own update
+        concatenates the rows' new tokens onto it, the one copy its attention needs anyway. Filling the cache
+        through ``DynamicCache(tensors)`` would copy the whole ``batch`` × prefix of every layer once more first (its
+        layers start empty and concatenate what they are given), and so would ``batch_repeat_interleave``.
+        """
         if not kv:
             return None
         from transformers import DynamicCache
 
         rows = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv]
-        return DynamicCache(rows)
+        cache = DynamicCache([(k[:, :, :0], v[:, :, :0]) for k, v in rows])  # layers set up on empty tensors
+        layers = getattr(cache, "layers", None)
+        if layers is None:  # transformers < 4.56 keeps per-layer lists: filled the old way
+            return DynamicCache(rows)
+        for layer, (keys, values) in zip(layers, rows, strict=True):
+            layer.keys, layer.values = keys, values  # DynamicLayer's storage; its updates concatenate, never write
+        return cache
 
     def _forward_suffixes(
         self, prefix: list[int], kv: _KV | None, suffixes: list[list[int]], *, last_only: bool

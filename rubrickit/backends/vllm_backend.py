@@ -1,11 +1,16 @@
 """``vllm:MODEL`` — an in-process ``vllm.LLM`` on GPUs: batched generation, automatic prefix caching, guided
 decoding (choices and JSON schema) and logprobs.
 
-Concurrent :meth:`VLLMBackend.complete` calls are gathered into one ``LLM.chat`` call (vLLM schedules the batch
-itself), run in a worker thread so the event loop stays free; :meth:`VLLMBackend.complete_batch` submits its
-requests in one call. Automatic prefix caching is on, so every criterion of one response reuses the KV blocks of the
-shared instructions + conversation + response (``Usage.cached_tokens`` reports the hit). :meth:`score_choices` asks
-for one token with its logprobs, never decoding a paragraph.
+Batching happens in one place. The backend declares ``Capabilities(batch=True)``, so the judge engine gathers its
+concurrent requests itself and sends each batch it forms to :meth:`VLLMBackend.complete_batch`, which submits them as
+one ``LLM.chat`` call (vLLM schedules the batch itself), run in a worker thread so the event loop stays free.
+:meth:`VLLMBackend.complete` answers its one request the same way, as a batch of one, at once: it neither waits for
+nor gathers other calls, since a second gathering layer would only wait on and regroup the batches the engine already
+formed. A caller outside the engine with many requests at hand passes them to ``complete_batch``.
+
+Automatic prefix caching is on, so every criterion of one response reuses the KV blocks of the shared instructions +
+conversation + response (``Usage.cached_tokens`` reports the hit). :meth:`score_choices` asks for one token with its
+logprobs, never decoding a paragraph.
 
 Request building (:func:`build_sampling_kwargs`, :func:`make_sampling_params`) and result mapping
 (:func:`to_completion`, :func:`choice_distribution`) are pure functions over objects shaped like vLLM's, so they are
@@ -209,8 +214,6 @@ class VLLMBackend:
         self._llm: Any = None
         self._sampling: Any = None
         self._lock = threading.Lock()
-        self._pending: list[tuple[CompletionRequest, asyncio.Future[Completion]]] = []
-        self._drainer: asyncio.Task[None] | None = None
 
     def load(self) -> None:
         """Start the engine now (otherwise the first call does)."""
@@ -238,27 +241,11 @@ class VLLMBackend:
             self._llm = None
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        """Answer one request; concurrent calls are gathered into one batched ``LLM.chat`` call."""
-        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                results = await asyncio.to_thread(self._run_batch, [request for request, _ in batch])
-            except Exception as error:  # handed to every waiting caller
-                results = [_fatal(self.spec, error)] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+        """Answer one request: one ``LLM.chat`` call of its own (batching is the caller's, see the module doc)."""
+        (result,) = await self.complete_batch([request])
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def complete_batch(self, requests: Sequence[CompletionRequest]) -> list[Completion | BaseException]:
         """All requests in one ``LLM.chat`` call; one result (or exception) per request, in order."""
