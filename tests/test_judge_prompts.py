@@ -19,6 +19,7 @@ from rubrickit.judge.prompts import (
     DELIMITER_TAGS,
     TEMPLATE_NAMES,
     PromptLibrary,
+    constant_blocks,
     neutralize,
     package_templates_dir,
 )
@@ -348,3 +349,50 @@ def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
 def test_templates_dir_must_exist(tmp_path: Path) -> None:
     with pytest.raises(RubrickitError, match="templates_dir"):
         PromptLibrary(tmp_path / "nope")
+
+
+def test_blocks_that_read_no_variable_are_rendered_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    library = PromptLibrary()
+    rendered: list[str] = []
+    original = library._render_block
+
+    def counting(template, block, variables):  # type: ignore[no-untyped-def]
+        rendered.append(block)
+        return original(template, block, variables)
+
+    monkeypatch.setattr(library, "_render_block", counting)
+    builder = TaskBuilder(library, Capabilities(json_schema=True), mode="per_criterion")
+    rubric = Rubric(id="r", criteria=[Criterion(id=f"c{i}", text=f"Statement {i}.") for i in range(5)])
+    prompts = []
+    for n in range(3):
+        item = DataItem(id=f"i{n}", prompt=f"Question {n}?", response=f"Answer {n}.")
+        prompts += [call.request.messages for task in builder.item_tasks(rubric, item) for call in task.calls]
+    assert rendered.count("system") == 1 and rendered.count("contract") == 1 and rendered.count("user") == 15
+    assert len({messages[0].content for messages in prompts}) == 1  # one system prompt, rendered once
+    assert len({messages[1].content for messages in prompts}) == 15
+
+
+def test_a_block_that_reads_a_variable_is_rendered_every_time(tmp_path: Path) -> None:
+    (tmp_path / "per_criterion.j2").write_text(
+        "{% block contract %}{\"verdict\": \"met\" | \"unmet\"}{% endblock %}\n"
+        "{% block system %}Judge criterion {{ criterion.id }}. {{ self.contract() }}{% endblock %}\n"
+        "{% block user %}{{ response }}{% endblock %}\n")
+    library = PromptLibrary(tmp_path)
+    assert constant_blocks(library.environment.parse(library.source("per_criterion"))) == {"contract"}
+    builder = TaskBuilder(library, Capabilities(json_schema=True), mode="per_criterion")
+    rubric = Rubric(id="r", criteria=[Criterion(id="a", text="A."), Criterion(id="b", text="B.")])
+    item = DataItem(id="i", prompt="Q?", response="R.")
+    systems = [call.request.messages[0].content for task in builder.item_tasks(rubric, item) for call in task.calls]
+    assert systems == ['Judge criterion a. {"verdict": "met" | "unmet"}', 'Judge criterion b. {"verdict": "met" | '
+                       '"unmet"}']
+
+
+@pytest.mark.parametrize(("source", "constant"), [
+    ("{% block a %}x{% endblock %}{% block b %}{{ self.a() }}{% endblock %}", {"a", "b"}),
+    ("{% block a %}{{ v }}{% endblock %}{% block b %}{{ self.a() }}{% endblock %}", set()),
+    ("{% block a %}{% include '_material.j2' %}{% endblock %}", set()),
+    ("{% block a %}{% set x = 1 %}{{ x }}{% endblock %}", set()),
+    ("{% block a %}{{ range(3) | list }}{% endblock %}", set()),
+])
+def test_constant_blocks_are_found_conservatively(source: str, constant: set[str]) -> None:
+    assert constant_blocks(PromptLibrary().environment.parse(source)) == constant
