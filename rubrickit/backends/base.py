@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import BackendCallError
 
@@ -70,13 +70,21 @@ class CompletionRequest(BaseModel):
     seed: int | None = None
     """Sampling seed where the backend supports one (``--repeat`` varies it)."""
     json_schema: dict[str, Any] | None = None
-    """Ask for structured output matching this JSON Schema, where the backend supports it."""
+    """Ask for structured output matching this JSON Schema, where the backend supports it. Kept as given (not
+    copied): the engine shares one schema object among the calls of a kind, so a backend can convert it once."""
     choices: tuple[str, ...] | None = None
     """Constrain the reply to one of these strings (e.g. ``("Yes", "No")``), where supported."""
     logprobs: bool = False
     """Return token log-probabilities."""
     top_logprobs: int = Field(0, ge=0, le=20)
     """How many alternatives per position to return with logprobs."""
+
+    @field_validator("json_schema", mode="plain")
+    @classmethod
+    def _schema_as_given(cls, value: Any) -> dict[str, Any] | None:
+        if value is None or isinstance(value, dict):
+            return value
+        raise ValueError(f"json_schema must be a JSON Schema object (a dict), not {type(value).__name__}")
 
     def prompt_text(self) -> str:
         """All message contents joined (for token estimates and cache keys)."""

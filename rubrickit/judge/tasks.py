@@ -229,7 +229,7 @@ class TaskBuilder:
             call = self._call("logprob", variables, repeat, "yes_no", choices=YES_NO)
             return Task("logprob", (criterion,), call=call,
                         condition=self._condition_call(criterion, material, repeat))
-        call = self._call("per_criterion", variables, repeat, "verdict", schema=parse.verdict_schema())
+        call = self._call("per_criterion", variables, repeat, "verdict", schema=_VERDICT_SCHEMA)
         return Task("criterion", (criterion,), call=call)
 
     def _condition_call(self, criterion: Criterion, material: dict[str, Any], repeat: int) -> Call | None:
@@ -283,7 +283,7 @@ class TaskBuilder:
                      "criterion": criterion_data(criterion)}
         if self.pair_one_token:
             return self._call("pairwise_choice_criterion", variables, repeat, "ab", choices=AB)
-        return self._call("pairwise_criterion", variables, repeat, "winner", schema=parse.winner_schema())
+        return self._call("pairwise_criterion", variables, repeat, "winner", schema=_WINNER_SCHEMA)
 
     def pair_direct_call(self, pair: Any, swapped: bool, repeat: int) -> Call:
         """The direct (no rubric) A-vs-B request; ``swapped`` shows response B first."""
@@ -291,7 +291,7 @@ class TaskBuilder:
         variables = pair_material_data(pair.prompt, first, second, pair.reference)
         if self.pair_one_token:
             return self._call("pairwise_choice", variables, repeat, "ab", choices=AB)
-        return self._call("pairwise_direct", variables, repeat, "winner", schema=parse.winner_schema())
+        return self._call("pairwise_direct", variables, repeat, "winner", schema=_WINNER_SCHEMA)
 
 
 # --------------------------------------------------------------------------- which rubric judges which item
@@ -304,6 +304,11 @@ def _no_rubric(item: Any, specific: dict[str, Rubric]) -> str:
                 "column to the data or give a general rubric (one without prompt_id)")
     return (f"item {item.id!r}: no rubric for prompt_id {item.prompt_id!r} (the rubrics given cover {len(specific)} "
             f"prompt_id(s): {known}); add one, or score these items with a general rubric")
+
+
+_VERDICT_SCHEMA = parse.verdict_schema()
+_WINNER_SCHEMA = parse.winner_schema()
+"""One object per kind shared by every call (backends convert a schema object once; treat them as read-only)."""
 
 
 class Assigned:
