@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 LOCK   := requirements/lock.txt
 PIP_VERSION := 26.3
 
-.PHONY: demo test lint bench bench-ray bench-refine bench-eval clean-venv lock test-latest test-transformers4
+.PHONY: demo test lint bench bench-throughput bench-ray bench-refine bench-eval clean-venv lock test-latest test-transformers4
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ bench: $(STAMP)
 	$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('autorubric') is None)" \
 		|| $(BIN)/python -m pip install --quiet autorubric==1.6.1
 	$(BIN)/python bench/bench_engine.py --out bench/RESULTS-engine.md
+
+# Throughput at 100 ms x 50 and 1 s x 512 (lean vs SDK transport vs AutoRubric), then RSS at 2k vs 200k tasks
+# (~15 minutes on 2 cores).
+bench-throughput: $(STAMP)
+	$(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('autorubric') is None)" \
+		|| $(BIN)/python -m pip install --quiet autorubric==1.6.1
+	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_memory.py
 
 # --engine ray against the local engine: throughput at 1, 2, 4 actors vs the latency × concurrency bound (~4 min).
 bench-ray: $(STAMP)

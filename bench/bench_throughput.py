@@ -8,7 +8,9 @@ Two workloads against ``bench/_server.py`` (the loopback OpenAI-compatible serve
 machine's cores with the client):
 
 - **100 ms × 50**: 100 items × 10 criteria = 1,000 calls, 100 ms per call, 50 in flight (ideal 2.0 s);
-- **1 s × 512**: 512 items × 10 criteria = 5,120 calls, 1 s per call, 512 in flight (ideal 10.0 s).
+- **1 s × 512**: 512 items × 10 criteria = 5,120 calls, 1 s per call, 512 in flight (ideal 10.0 s);
+- **0 ms × 64**: 300 items × 10 criteria = 3,000 calls answered at once, 64 in flight: no latency to hide, so the
+  throughput is what the client's CPU (and the server's, on the same cores) allows.
 
 Each workload runs rubrickit's engine with the ``lean`` transport (the default), with ``--transport sdk``, and
 AutoRubric's ``CriterionGrader`` (litellm → openai SDK) at the same concurrency, alternating, ``--reps`` times;
@@ -40,7 +42,7 @@ sys.path.insert(0, str(BENCH))
 
 import bench_engine as be  # noqa: E402
 
-WORKLOADS = {"100ms": (0.1, 50, 100), "1s": (1.0, 512, 512)}
+WORKLOADS = {"100ms": (0.1, 50, 100), "1s": (1.0, 512, 512), "0ms": (0.0, 64, 300)}
 """Name → (latency s, concurrency, items); every item is judged on 10 criteria."""
 
 
@@ -139,7 +141,7 @@ def run_side(server: be.Server, side: str, items: list[dict[str, Any]], concurre
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", default="100ms,1s", help="workloads: 100ms, 1s (comma-separated)")
+    parser.add_argument("--only", default="100ms,1s,0ms", help="workloads: 100ms, 1s, 0ms (comma-separated)")
     parser.add_argument("--no-autorubric", action="store_true", help="leave AutoRubric out")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS-throughput.md")
     args = parser.parse_args(argv)
@@ -204,8 +206,9 @@ def render(results: dict[str, Any], transport: dict[str, dict[str, Any]], sides:
             runs = result["runs"][side]
             wall = statistics.median(r["wall"] for r in runs)
             cpu = statistics.median(r["cpu"] for r in runs) / calls
+            bound = f"**{ideal / wall:.2f}**" if ideal else "— (no latency)"
             lines.append(f"| {label} (ideal {ideal:.1f} s) | {side} | {runs[-1]['served']:,} | {wall:.2f} s | "
-                         f"**{ideal / wall:.2f}** | {calls / wall:,.0f} | {cpu * 1e6:,.0f} µs | "
+                         f"{bound} | {calls / wall:,.0f} | {cpu * 1e6:,.0f} µs | "
                          + ", ".join(f"{r['wall']:.2f}" for r in runs) + " |")
     lines += ["", "| ratio | value |", "|---|---:|"]
     for result in results.values():

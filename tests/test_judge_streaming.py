@@ -158,3 +158,48 @@ def test_score_files_reads_its_records_back_from_the_output_instead_of_keeping_t
     assert (result.errors, result.error_items) == (in_memory.errors, in_memory.error_items) == (1, 1)
     assert result.stats.count == 40
     assert result.stats.coverage_sum == pytest.approx(sum(r.coverage for r in in_memory.records)) == 39.9
+
+
+# -- open files at high concurrency ---------------------------------------------------------------------------------
+
+
+class _Limits:
+    def __init__(self, soft: int, hard: int):
+        self.value = (soft, hard)
+        self.set: list[tuple[int, int]] = []
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        return self.value
+
+    def setrlimit(self, which: int, value: tuple[int, int]) -> None:
+        if value[0] > self.value[1]:
+            raise ValueError("not allowed")
+        self.set.append(value)
+        self.value = value
+
+
+def test_the_open_files_limit_is_raised_for_high_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from rubrickit.judge import engine
+
+    limits = _Limits(1024, 65536)
+    monkeypatch.setattr(resource, "getrlimit", limits.getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", limits.setrlimit)
+    engine._ensure_open_files(512)
+    assert limits.set == []  # 512 + spare fits under 1,024
+    engine._ensure_open_files(1024)
+    assert limits.set == [(1024 + engine._OPEN_FILES_SPARE, 65536)]
+
+
+def test_a_hard_limit_too_low_for_the_concurrency_is_a_warning_naming_ulimit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from rubrickit.judge import engine
+
+    limits = _Limits(256, 1024)
+    monkeypatch.setattr(resource, "getrlimit", limits.getrlimit)
+    monkeypatch.setattr(resource, "setrlimit", limits.setrlimit)
+    with pytest.warns(RuntimeWarning, match=r"ulimit -n 2304"):
+        engine._ensure_open_files(2048)
+    assert limits.value == (1024, 1024)  # raised as far as the hard limit allows

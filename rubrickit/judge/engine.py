@@ -17,6 +17,7 @@ import gc
 import os
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -278,6 +279,38 @@ def _freeze_heap_once() -> None:
         return
     gc.collect()
     gc.freeze()
+
+
+_OPEN_FILES_SPARE = 256
+"""File descriptors kept beyond one connection per call in flight (the cache, the journal, the interpreter's own)."""
+
+
+def _ensure_open_files(concurrency: int) -> None:
+    """Raise the soft limit on open files when ``concurrency`` connections would not fit under it.
+
+    Every call in flight holds a keep-alive connection; many systems start processes with a soft limit of 1,024
+    descriptors, which ``-c 1024`` would hit as "Too many open files" — an outage of the run's own making. The soft
+    limit is raised up to the hard limit (as vLLM's and Ray's servers do); when even that is too low, the run warns
+    once, naming ``ulimit -n``."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows has no RLIMIT_NOFILE
+        return
+    needed = concurrency + _OPEN_FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft < needed:
+        warnings.warn(f"--concurrency {concurrency} needs about {needed} open files, but this process may open "
+                      f"{soft} (hard limit {hard}); calls beyond that fail as connection errors. Raise the limit "
+                      f"(ulimit -n {needed}) or lower --concurrency.", RuntimeWarning, stacklevel=3)
 
 
 def _check_journal(journal: Journal | None, field: str, fields: str) -> None:
@@ -647,6 +680,7 @@ class Judge(ChoiceScoring):
         long the input. A finished job is found through a done-callback queue: nothing is scanned per completion.
         """
         _freeze_heap_once()
+        _ensure_open_files(self.options.concurrency)
         budget = 2 * self.options.concurrency
         pending: dict[asyncio.Future, tuple[int, int]] = {}  # job → (position, estimated calls)
         finished: asyncio.Queue[asyncio.Future] = asyncio.Queue()
