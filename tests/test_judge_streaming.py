@@ -203,3 +203,20 @@ def test_a_hard_limit_too_low_for_the_concurrency_is_a_warning_naming_ulimit(mon
     with pytest.warns(RuntimeWarning, match=r"ulimit -n 2304"):
         engine._ensure_open_files(2048)
     assert limits.value == (1024, 1024)  # raised as far as the hard limit allows
+
+
+def test_a_run_raises_the_young_collection_threshold_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # the suite's own heap stays collectable
+    before = gc.get_threshold()
+    seen: list[int] = []
+    fake = FakeBackend(lambda request: (seen.append(gc.get_threshold()[0]), '{"rationale": "", "verdict": "met"}')[1])
+    judge = Judge(fake, use_cache=False, progress=False)
+    assert len(list(judge.score_many(TEN, items(5, [0])))) == 5
+    assert set(seen) == {max(10_000, before[0])}
+    assert gc.get_threshold() == before
+    monkeypatch.setenv("RUBRICKIT_GC_TUNING", "0")
+    seen.clear()
+    list(Judge(fake, use_cache=False, progress=False).score_many(TEN, items(5, [0])))
+    assert set(seen) == {before[0]}
