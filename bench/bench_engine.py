@@ -1187,7 +1187,8 @@ def section_e(reps: int) -> Section:
 # ------------------------------------------------------------------------------------------------ section f
 
 
-def _autorubric_run(server: Server, items: list[dict[str, Any]]) -> dict[str, Any]:
+def _autorubric_run(server: Server, items: list[dict[str, Any]], concurrency: int = CONCURRENCY,
+                    timeout: float = 120) -> dict[str, Any]:
     from autorubric import Criterion as ACriterion
     from autorubric import LLMConfig
     from autorubric import Rubric as ARubric
@@ -1196,7 +1197,7 @@ def _autorubric_run(server: Server, items: list[dict[str, Any]]) -> dict[str, An
 
     RateLimitPool.reset_instance()  # a fresh per-provider semaphore for this run
     config = LLMConfig(model=f"openai/{MODEL}", api_base=server.url, api_key="EMPTY", temperature=0.0,
-                       max_tokens=512, max_parallel_requests=CONCURRENCY, cache_enabled=False, timeout=60.0)
+                       max_tokens=512, max_parallel_requests=concurrency, cache_enabled=False, timeout=60.0)
     grader = CriterionGrader(judge_model_config=config, seed=0)
     rubric = ARubric([ACriterion(name=cid, weight=weight, requirement=text) for cid, text, weight in CRITERIA])
 
@@ -1209,7 +1210,7 @@ def _autorubric_run(server: Server, items: list[dict[str, Any]]) -> dict[str, An
             failed += sum(1 for c in (report.report or []) if getattr(c, "error", None)) if not report.error else 10
         return {"wall": meter.wall, "cpu": meter.cpu, "errors": failed, "records": len(reports)}
 
-    return run_async(go, 120)
+    return run_async(go, timeout)
 
 
 def _rubrickit_run(server: Server, items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -55,27 +55,7 @@ def rubrickit_side(server: be.Server, items: list[dict[str, Any]], concurrency: 
 
 
 def autorubric_side(server: be.Server, items: list[dict[str, Any]], concurrency: int) -> dict:
-    from autorubric import Criterion as ACriterion
-    from autorubric import LLMConfig
-    from autorubric import Rubric as ARubric
-    from autorubric.graders import CriterionGrader
-    from autorubric.rate_limit import RateLimitPool
-
-    RateLimitPool.reset_instance()  # a fresh per-provider semaphore for this run
-    config = LLMConfig(model=f"openai/{be.MODEL}", api_base=server.url, api_key="EMPTY", temperature=0.0,
-                       max_tokens=512, max_parallel_requests=concurrency, cache_enabled=False, timeout=120.0)
-    grader = CriterionGrader(judge_model_config=config, seed=0)
-    rubric = ARubric([ACriterion(name=cid, weight=weight, requirement=text) for cid, text, weight in be.CRITERIA])
-
-    async def go() -> dict[str, Any]:
-        with be.Meter() as meter:
-            reports = await asyncio.gather(*(rubric.grade(to_grade=item["response"], grader=grader,
-                                                          query=item["prompt"]) for item in items))
-        failed = sum(10 if report.error else sum(1 for c in (report.report or []) if getattr(c, "error", None))
-                     for report in reports)
-        return {"wall": meter.wall, "cpu": meter.cpu, "errors": failed, "records": len(reports)}
-
-    return be.run_async(go, 900)
+    return be._autorubric_run(server, items, concurrency, timeout=900)
 
 
 async def transport_only(url: str, requests: list[Any], transport: str, concurrency: int) -> dict[str, Any]:
