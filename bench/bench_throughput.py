@@ -10,7 +10,9 @@ machine's cores with the client):
 - **100 ms × 50**: 100 items × 10 criteria = 1,000 calls, 100 ms per call, 50 in flight (ideal 2.0 s);
 - **1 s × 512**: 512 items × 10 criteria = 5,120 calls, 1 s per call, 512 in flight (ideal 10.0 s);
 - **0 ms × 64**: 300 items × 10 criteria = 3,000 calls answered at once, 64 in flight: no latency to hide, so the
-  throughput is what the client's CPU (and the server's, on the same cores) allows.
+  throughput is what the client's CPU (and the server's, on the same cores) allows;
+- **1 s × 1024** (``--only 1s-1024``, not in the default set): 1,024 items × 10 criteria = 10,240 calls, 1,024 in
+  flight (ideal 10.0 s).
 
 Each workload runs rubrickit's engine with the ``lean`` transport (the default), with ``--transport sdk``, and
 AutoRubric's ``CriterionGrader`` (litellm → openai SDK) at the same concurrency, alternating, ``--reps`` times;
@@ -42,7 +44,7 @@ sys.path.insert(0, str(BENCH))
 
 import bench_engine as be  # noqa: E402
 
-WORKLOADS = {"100ms": (0.1, 50, 100), "1s": (1.0, 512, 512), "0ms": (0.0, 64, 300)}
+WORKLOADS = {"100ms": (0.1, 50, 100), "1s": (1.0, 512, 512), "0ms": (0.0, 64, 300), "1s-1024": (1.0, 1024, 1024)}
 """Name → (latency s, concurrency, items); every item is judged on 10 criteria."""
 
 
@@ -121,7 +123,7 @@ def run_side(server: be.Server, side: str, items: list[dict[str, Any]], concurre
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", default="100ms,1s,0ms", help="workloads: 100ms, 1s, 0ms (comma-separated)")
+    parser.add_argument("--only", default="100ms,1s,0ms", help="workloads: 100ms, 1s, 0ms, 1s-1024 (comma-separated)")
     parser.add_argument("--no-autorubric", action="store_true", help="leave AutoRubric out")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS-throughput.md")
     args = parser.parse_args(argv)
