@@ -360,18 +360,25 @@ def misspelling_problems(row: Mapping[str, Any], known: Iterable[str], path: Pat
 
 def _check_file(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None, *, allow_empty: bool,
                 known: Iterable[str] = ()) -> ItemStream:
-    count = [0]
-    _load(path, model, mapping, allow_empty=allow_empty, known=known, keep=count)
-    return ItemStream(Path(path), model, mapping, count[0])
+    _, count = _scan(path, model, mapping, allow_empty=allow_empty, known=known, keep_rows=False)
+    return ItemStream(Path(path), model, mapping, count)
 
 
 def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None, *, allow_empty: bool,
-          known: Iterable[str] = (), keep: list[int] | None = None) -> list[Any]:
-    """The rows of ``path``, or (``keep`` given) only their count in ``keep[0]``, with every problem raised."""
+          known: Iterable[str] = ()) -> list[Any]:
+    rows, _ = _scan(path, model, mapping, allow_empty=allow_empty, known=known, keep_rows=True)
+    return rows
+
+
+def _scan(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] | None, *, allow_empty: bool,
+          known: Iterable[str], keep_rows: bool) -> tuple[list[Any], int]:
+    """Every row of ``path`` checked, every problem raised together; the rows (kept only with ``keep_rows``) and
+    their count."""
     path = Path(path)
     if not path.exists():
         raise RubricError.at(path, None, None, "no such file; give the data file (JSONL, JSONL.gz, JSON or CSV)")
     rows: list[Any] = []
+    count = 0
     problems: list[str] = []
     first_line: dict[str, int | None] = {}
     known = {*model.model_fields, *known}
@@ -395,18 +402,17 @@ def _load(path: str | Path, model: type[BaseModel], mapping: Mapping[str, str] |
                                                 "every row its own id"))
             else:
                 first_line[row.id] = line
-                if keep is None:
+                count += 1
+                if keep_rows:
                     rows.append(row)
-                else:
-                    keep[0] += 1
         if len(problems) >= MAX_PROBLEMS:
             problems.append(f"{path}: stopping after {MAX_PROBLEMS} problems")
             break
     if problems:
         raise RubricError(problems)
-    if not (rows if keep is None else keep[0]):
+    if not count:
         no_rows(path, allow_empty=allow_empty)
-    return rows
+    return rows, count
 
 
 def load_items(path: str | Path, *, mapping: Mapping[str, str] | None = None,
