@@ -311,9 +311,11 @@ def _judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, tim
 
 
 def transport_choice(transport: str | None) -> str | None:
-    """``--transport``, checked."""
-    if transport is not None and transport not in ("lean", "sdk"):
-        raise RubrickitError(f"--transport {transport!r}: use lean or sdk")
+    """``--transport``, checked against the openai backend's transports."""
+    from .backends.openai_backend import TRANSPORTS
+
+    if transport is not None and transport not in TRANSPORTS:
+        raise RubrickitError(f"--transport {transport!r}: use {' or '.join(TRANSPORTS)}")
     return transport
 
 

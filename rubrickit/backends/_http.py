@@ -5,7 +5,8 @@ one ``POST {base_url}/chat/completions`` over a pooled keep-alive aiohttp sessio
 headers (``Authorization``, organisation, project, ``default_headers``) are built once per backend, and the reply is
 read as bytes and parsed once. What the ``openai`` SDK adds per request — request options and headers rebuilt, the
 retry wrapper (``max_retries=0`` anyway), an ``httpx.Request`` and ``httpx.Response`` around each call, its own
-logging — is the client's largest CPU cost at high concurrency (bench/RESULTS.md, "Lean transport"). Failures are
+logging — is the client's largest CPU cost at high concurrency (bench/RESULTS.md, "Throughput at the physical
+limit": about 3× the lean transport's CPU per request). Failures are
 raised as :class:`HTTPStatusFailure` (a status with the server's error body, shaped like the SDK's
 ``APIStatusError``: ``status_code``, ``body`` = the ``error`` object, ``message``, ``code``, ``headers``),
 :class:`TransportTimeout` or :class:`TransportConnectionError`, which the backend maps with the same functions as

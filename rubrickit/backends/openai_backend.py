@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from ..errors import BackendSpecError, MissingCredentialsError, MissingDependencyError
@@ -505,7 +505,7 @@ class _StructuredRefused(Exception):
 
 
 Transport = Literal["lean", "sdk"]
-TRANSPORTS: tuple[str, ...] = ("lean", "sdk")
+TRANSPORTS: tuple[str, ...] = get_args(Transport)
 _TRANSPORT_ENV = "RUBRICKIT_TRANSPORT"
 _LEAN_CLIENT_OPTIONS = frozenset({"default_headers", "default_query", "organization", "project"})
 """``openai.AsyncOpenAI`` options the lean transport carries out itself; any other one needs ``transport="sdk"``."""
@@ -574,7 +574,7 @@ def _lean_client(base_url: str, key: str, timeout: float, options: Mapping[str, 
 
 
 class OpenAIBackend:
-    """The ``openai`` SDK against OpenAI or any OpenAI-compatible server.
+    """OpenAI or any OpenAI-compatible server, through the lean aiohttp transport (default) or the ``openai`` SDK.
 
     ``base_url`` points at another server (``http://127.0.0.1:8000/v1`` for vLLM); ``api_key`` defaults to
     ``OPENAI_API_KEY`` (a placeholder is sent to a ``base_url`` when neither is set); ``timeout`` is per request.
@@ -588,7 +588,7 @@ class OpenAIBackend:
     which reject any temperature but 1).
 
     ``transport`` picks the HTTP client: ``"lean"`` (the default, or ``$RUBRICKIT_TRANSPORT``) posts plain JSON
-    over a pooled keep-alive aiohttp session (:mod:`rubrickit.backends._http`): about a quarter of the SDK's client
+    over a pooled keep-alive aiohttp session (:mod:`rubrickit.backends._http`): about a third of the SDK's client
     CPU per request, with the same errors, time-outs and redaction; it takes the client options
     ``default_headers``, ``default_query``, ``organization`` and ``project``. ``"sdk"`` goes through
     ``openai.AsyncOpenAI``, to which every other keyword option is passed (``http_client``, …); its
