@@ -407,7 +407,7 @@ async def _backend_direct(url: str, requests: list[Any], concurrency: int) -> di
 
 
 def _requests_and_bodies(server: Server, rubric: Any, items: list[dict[str, Any]]) -> tuple[list[Any], list[bytes]]:
-    from rubrickit.judge.data import coerce_items
+    from rubrickit.data.items import coerce_items
 
     judge = openai_judge(server)
     try:
@@ -584,9 +584,9 @@ def section_a(server: Server, reps: int) -> Section:
 
     def startup_parts() -> dict[str, float]:
         from rubrickit.backends.fake import FakeBackend
+        from rubrickit.data.items import coerce_items
         from rubrickit.judge import Judge
         from rubrickit.judge.cache import JudgeCache
-        from rubrickit.judge.data import coerce_items
 
         judge = Judge(FakeBackend(), use_cache=False, progress=False)
         data = coerce_items(items)
@@ -1019,8 +1019,8 @@ def section_e(reps: int) -> Section:
 
     from rubrickit.backends.embedded import prepare_embedded_model
     from rubrickit.backends.hf import HFBackend
+    from rubrickit.data.items import coerce_items
     from rubrickit.judge import Judge
-    from rubrickit.judge.data import coerce_items
 
     n_items = 5
     rubric, items = make_rubric(), make_items(n_items, seed=43, reply_sentences=5)  # replies of ~100 words

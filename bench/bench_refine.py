@@ -42,7 +42,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rubrickit.aggregate import aggregate  # noqa: E402
 from rubrickit.judge.engine import Judge  # noqa: E402
 from rubrickit.refine import (  # noqa: E402
     VerdictStore,
@@ -58,6 +57,7 @@ from rubrickit.refine import (  # noqa: E402
 )
 from rubrickit.refine.verdicts import LabelledPair  # noqa: E402
 from rubrickit.rubric import Criterion, Rubric, load_rubric  # noqa: E402
+from rubrickit.rubric.aggregation import aggregate  # noqa: E402
 
 SOURCES = ["helpfulness", "instruction-following"]
 PLANTED = [

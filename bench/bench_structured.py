@@ -299,8 +299,9 @@ def grammar_section(backend: Any, reps: int) -> dict:
     import numpy as np
 
     from rubrickit.backends._grammar import SchemaGrammars
-    from rubrickit.generate import contrastive, schemas
+    from rubrickit.generate import contrastive
     from rubrickit.judge import parse
+    from rubrickit.judge import reply_schemas as schemas
     from rubrickit.rubric import load_rubric
 
     tokenizer, eos = backend._tokenizer, backend._eos_ids
@@ -386,7 +387,7 @@ def _pct(values: list[float], q: int) -> float:
 def judge_requests(max_tokens: int) -> list[Any]:
     """The real per_criterion requests of support-reply × the example tickets (with the verdict/level schema)."""
     from rubrickit.backends.base import Capabilities
-    from rubrickit.judge.data import coerce_items
+    from rubrickit.data.items import coerce_items
     from rubrickit.judge.prompts import PromptLibrary
     from rubrickit.judge.tasks import TaskBuilder
     from rubrickit.rubric import load_rubric
@@ -474,8 +475,8 @@ def verdict_workloads(llmbar: list[dict], quick: bool) -> dict[str, list[tuple[A
 
 
 async def judge_run(backend: Any, mode: str, workload: list, max_tokens: int, cache: Path) -> dict:
-    from rubrickit.aggregate import HOLISTIC_ID
     from rubrickit.judge.engine import Judge
+    from rubrickit.rubric.aggregation import HOLISTIC_ID
 
     judge_mode = "per_criterion" if mode == "compare" else mode
     judge = Judge(backend, mode=judge_mode, cache_dir=cache, concurrency=8, max_tokens=max_tokens, progress=False)

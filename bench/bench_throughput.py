@@ -81,7 +81,7 @@ async def transport_only(url: str, requests: list[Any], transport: str, concurre
 
 
 def requests_for(items: list[dict[str, Any]]) -> list[Any]:
-    from rubrickit.judge.data import coerce_items
+    from rubrickit.data.items import coerce_items
     from rubrickit.judge.engine import Judge
 
     judge = Judge("fake:x", use_cache=False)

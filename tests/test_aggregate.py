@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rubrickit.aggregate import (
+from rubrickit.errors import OutputExistsError, RubricError
+from rubrickit.rubric import Criterion, Rubric, ScoreRecord, Verdict, VerdictRow
+from rubrickit.rubric.aggregation import (
     HOLISTIC_ID,
     Aggregate,
     aggregate,
@@ -22,8 +24,6 @@ from rubrickit.aggregate import (
     read_verdict_rows,
     score_record,
 )
-from rubrickit.errors import OutputExistsError, RubricError
-from rubrickit.rubric import Criterion, Rubric, ScoreRecord, Verdict, VerdictRow
 
 # --------------------------------------------------------------------------- helpers
 

@@ -146,7 +146,7 @@ def test_bounded_schema_gives_up_list_items_before_statements_become_fragments()
     # RaR's checklist (7 to 20 items) at the generator's default budget: at one token per character, twenty items
     # would get about twenty characters each (fragments a small model fills by repeating itself); the list keeps
     # fewer, longer items, never fewer than its minItems, and the longest reply still fits.
-    from rubrickit.generate.schemas import fit_schema, reference_schema
+    from rubrickit.judge.reply_schemas import fit_schema, reference_schema
 
     def count(text: str) -> int:
         return len(text) // 3

@@ -27,7 +27,7 @@ from rubrickit.backends.openai_backend import (
 )
 from rubrickit.errors import BackendSpecError
 from rubrickit.judge import DataItem, Judge, RetryPolicy
-from rubrickit.rubric_io import load_rubric
+from rubrickit.rubric.files import load_rubric
 
 KEY = "sk-test-dialects-5e4d3c2b1a09"
 VERDICT_SCHEMA = {

@@ -13,19 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-import rubrickit.checks as checks
-from rubrickit import _text
-from rubrickit.checks import (
-    CHECK_TYPES,
-    IFEVAL_TYPES,
-    CheckOutcome,
-    CheckSpec,
-    MaxWordsCheck,
-    check_from_ifeval,
-    ifeval_coverage,
-    parse_check,
-    run_check,
-)
+import rubrickit.rubric.checks as checks
+from rubrickit._util import text as _text
+from rubrickit.rubric.checks import CHECK_TYPES, CheckOutcome, CheckSpec, MaxWordsCheck, parse_check, run_check
+from rubrickit.rubric.ifeval import IFEVAL_TYPES, check_from_ifeval, ifeval_coverage
 
 ALL_TYPES = {
     "max_words", "min_words", "word_count", "max_sentences", "min_sentences", "sentence_count",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -14,7 +15,23 @@ from rubrickit.cli import app
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 UPDATE = bool(os.environ.get("RUBRICKIT_UPDATE_DOCS"))  # read at import: fixtures clean RUBRICKIT_* per test
-COMMANDS = ["validate", "lint", "show", "diff", "schema", "convert", "aggregate", "rank", "serve"]
+
+
+def commands() -> list[list[str]]:
+    """Every command and sub-command of the app, read from the app itself (so a new one cannot be left out)."""
+    import typer
+
+    def walk(group: Any, prefix: list[str]) -> list[list[str]]:
+        found = []
+        context = typer.Context(group)
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            found.append([*prefix, name])
+            if hasattr(command, "list_commands"):  # a group: its sub-commands too
+                found += walk(command, [*prefix, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
 
 
 def render_reference() -> str:
@@ -23,7 +40,7 @@ def render_reference() -> str:
         "# Command-line reference\n\n",
         "Generated from `rubrickit --help`; `tests/test_cli_reference.py` keeps it current.\n",
     ]
-    for args in [[]] + [[c] for c in COMMANDS]:
+    for args in [[], *commands()]:
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0, result.output
         title = "rubrickit " + " ".join(args) if args else "rubrickit"
@@ -38,3 +55,13 @@ def test_cli_reference_is_current() -> None:
         DOC.write_text(text, encoding="utf-8")
     assert DOC.exists() and DOC.read_text(encoding="utf-8") == text, (
         "docs/cli.md is stale: run `RUBRICKIT_UPDATE_DOCS=1 .venv/bin/python -m pytest tests/test_cli_reference.py`")
+
+
+def test_the_reference_holds_every_command() -> None:
+    found = commands()
+    assert {"score", "compare", "eval", "report", "refine", "weight", "generate", "rank", "serve"} <= {
+        c[0] for c in found}
+    assert ["generate", "contrastive"] in found
+    text = DOC.read_text(encoding="utf-8")
+    for args in found:
+        assert f"## `rubrickit {' '.join(args)}`" in text, args

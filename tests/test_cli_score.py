@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rubrickit.cli import app
-from rubrickit.rubric_io import load_rubric
+from rubrickit.rubric.files import load_rubric
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oai_server import OAIServer  # noqa: E402

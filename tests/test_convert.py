@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rubrickit import convert as convert_module
-from rubrickit.convert import (
+from rubrickit.errors import ConversionError, OutputExistsError
+from rubrickit.rubric import Criterion, Rubric
+from rubrickit.rubric.files import load_rubric, load_rubric_set
+from rubrickit.rubric.formats import convert as convert_module
+from rubrickit.rubric.formats.convert import (
     FORMATS,
     convert,
     detect_format,
@@ -27,9 +30,6 @@ from rubrickit.convert import (
     to_rar,
     write_rubrics,
 )
-from rubrickit.errors import ConversionError, OutputExistsError
-from rubrickit.rubric import Criterion, Rubric
-from rubrickit.rubric_io import load_rubric, load_rubric_set
 
 DATA = Path(__file__).resolve().parent / "data" / "formats"
 

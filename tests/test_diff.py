@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rubrickit.diff import SEMANTIC_FIELDS, RubricDiff, diff_paths, diff_rubrics
 from rubrickit.errors import RubricError
 from rubrickit.rubric import Criterion, Rubric
-from rubrickit.rubric_io import save_rubric, save_rubric_set
+from rubrickit.rubric.diff import SEMANTIC_FIELDS, RubricDiff, diff_paths, diff_rubrics
+from rubrickit.rubric.files import save_rubric, save_rubric_set
 
 DATA = Path(__file__).parent / "data" / "lint" / "diff"
 

@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rubrickit.cli import app
-from rubrickit.rubric_io import load_rubric, load_rubric_set
+from rubrickit.rubric.files import load_rubric, load_rubric_set
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -92,9 +92,9 @@ def test_generated_rubrics_never_see_the_gold_labels(monkeypatch: pytest.MonkeyP
     import asyncio
 
     from rubrickit.backends.fake import FakeBackend
+    from rubrickit.data.items import PairItem
     from rubrickit.eval import runner as runner_module
     from rubrickit.generate import GenerationResult
-    from rubrickit.judge.data import PairItem
     from rubrickit.judge.engine import Judge
     from rubrickit.rubric import Criterion, Rubric
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.items import PairItem
 from rubrickit.eval import aevaluate, metrics_document, summarize
 from rubrickit.eval.metrics import bootstrap_interval, cohen_kappa, credit, pair_metrics, reliability
-from rubrickit.judge.data import PairItem
 from rubrickit.judge.engine import Judge
 from rubrickit.rubric import Criterion, Rubric
 

@@ -8,9 +8,9 @@ import json
 import re
 
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.items import PairItem
 from rubrickit.eval import aevaluate, summarize
 from rubrickit.eval.probes import FILLER, MASTER_KEYS, shuffled_rubric
-from rubrickit.judge.data import PairItem
 from rubrickit.judge.engine import Judge
 from rubrickit.rubric import Criterion, Rubric
 

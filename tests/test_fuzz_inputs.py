@@ -21,10 +21,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rubrickit.data.items import load_items, load_pairs
+from rubrickit.data.preferences import load_groups
 from rubrickit.errors import RubrickitError
-from rubrickit.generate.data import load_groups
-from rubrickit.judge.data import load_items, load_pairs
-from rubrickit.rubric_io import load_rubric, load_rubric_set, parse_rubric
+from rubrickit.rubric.files import load_rubric, load_rubric_set, parse_rubric
 
 # Deterministic and quick by default; RUBRICKIT_FUZZ_EXAMPLES=5000 fuzzes deeper with fresh random examples (read at
 # import: the test fixtures clean RUBRICKIT_* variables).

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rubrickit.backends.base import Capabilities, Completion
+from rubrickit.data.items import DataItem, PairItem
 from rubrickit.errors import RubrickitError
-from rubrickit.judge.data import DataItem, PairItem
 from rubrickit.judge.modes import read_reply
 from rubrickit.judge.parse import ParseError, VerdictReply, WinnerReply, json_objects
 from rubrickit.judge.prompts import PromptLibrary

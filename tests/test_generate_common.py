@@ -13,20 +13,9 @@ from rubrickit.backends.base import CompletionRequest, FatalBackendError
 from rubrickit.backends.fake import FakeBackend
 from rubrickit.errors import OutputExistsError, RubrickitError
 from rubrickit.generate import agenerate, generate
-from rubrickit.generate.common import (
-    GenContext,
-    GenerationFailed,
-    GenerationResult,
-    Generator,
-    Stats,
-    blank_placeholders,
-    contract_placeholders,
-    judge_pair,
-    make_criteria,
-    make_rubric,
-    write_result,
-)
+from rubrickit.generate.common import GenContext, GenerationResult, judge_pair, make_criteria, make_rubric, write_result
 from rubrickit.judge import Judge, RetryPolicy
+from rubrickit.judge.generator import GenerationFailed, Generator, Stats, blank_placeholders, contract_placeholders
 from rubrickit.judge.prompts import PromptLibrary
 from rubrickit.refine import coding_rate, greedy_coding_rate, whitened_weights
 from rubrickit.rubric import Criterion, Rubric, load_rubric, load_rubric_set

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from rubrickit.data.preferences import file_digest, groups_from_pairs, load_groups, prompt_text
 from rubrickit.errors import RubricError
-from rubrickit.generate.data import file_digest, groups_from_pairs, load_groups, prompt_text
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -14,10 +14,10 @@ from snapshots_check import check_snapshot, render_messages
 
 from rubrickit.backends.base import CompletionRequest
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.preferences import Comparison, PromptGroup, load_groups
 from rubrickit.errors import RubrickitError
 from rubrickit.generate import decompose, generate
 from rubrickit.generate.common import GenContext, Generator
-from rubrickit.generate.data import Comparison, PromptGroup, load_groups
 from rubrickit.generate.decompose import agenerate, parse_overlap, rubric_texts
 from rubrickit.judge import Judge, RetryPolicy
 from rubrickit.judge.prompts import PromptLibrary, conversation_data, neutralize

@@ -13,13 +13,13 @@ import pytest
 from snapshots_check import check_snapshot, render_messages
 
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.preferences import groups_from_pairs
 from rubrickit.errors import RubrickitError
 from rubrickit.generate import agenerate
 from rubrickit.generate.common import GenContext, Generator, write_result
-from rubrickit.generate.data import groups_from_pairs
 from rubrickit.generate.per import agenerate as per_agenerate
 from rubrickit.judge.engine import Judge
-from rubrickit.rubric_io import load_rubric
+from rubrickit.rubric.files import load_rubric
 
 PROPOSE = "You write evaluation criteria"
 REVISE = "You revise evaluation criteria"
@@ -305,7 +305,7 @@ def test_unusable_themes_fall_back_to_the_flat_core_set():
 
 
 def test_end_to_end_on_the_embedded_model(shared_data: Path, tmp_path: Path):
-    from rubrickit.generate.data import load_groups
+    from rubrickit.data.preferences import load_groups
 
     wanted = "llmbar/Adversarial/Neighbor/0076"
     groups = [g for g in load_groups(shared_data / "pairs" / "llmbar.jsonl.gz") if wanted in g.row_ids]
@@ -339,7 +339,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "generate" / "per" 
 
 def test_bundled_example_writes_the_general_rubric_and_the_per_pair_rubrics(tmp_path):
     from rubrickit.generate import generate
-    from rubrickit.rubric_io import load_rubric_set
+    from rubrickit.rubric.files import load_rubric_set
 
     def generator(request):
         if THEMES in _system(request):
@@ -413,7 +413,7 @@ def test_template_snapshot_and_header(name):
 
 
 def test_per_pair_rubric_ids_are_slugs_for_any_pair_id(tmp_path):
-    from rubrickit.rubric_io import load_rubric_set, save_rubric_set
+    from rubrickit.rubric.files import load_rubric_set, save_rubric_set
 
     pairs = [{**CAPITAL, "id": "llmbar/Adversarial/0076#0>1"}, {**CAPITAL, "id": "llmbar/Adversarial/0076#0>1"}]
     pairs[1]["prompt"] = "Capital of France?"

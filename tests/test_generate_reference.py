@@ -10,10 +10,10 @@ import pytest
 
 from rubrickit.backends.base import CompletionRequest
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.preferences import PromptGroup
 from rubrickit.errors import RubrickitError
 from rubrickit.generate import agenerate, generate
 from rubrickit.generate.common import write_result
-from rubrickit.generate.data import PromptGroup
 from rubrickit.judge import Judge, RetryPolicy
 from rubrickit.rubric import load_rubric_set
 

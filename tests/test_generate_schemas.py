@@ -1,4 +1,4 @@
-"""The JSON Schemas of the generation replies (``rubrickit.generate.schemas``): one per JSON-contract generation
+"""The JSON Schemas of the generation replies (``rubrickit.judge.reply_schemas``): one per JSON-contract generation
 template, pinned by snapshots, valid, OpenAI-strict and grammar-compilable, bounded to fit the call's ``max_tokens``,
 consistent with the contract block and accepting what each method's reader uses; and sent by the generator exactly
 when the backend honours structured output, from every call site."""
@@ -21,15 +21,18 @@ from snapshots_check import check_snapshot
 from rubrickit.backends.base import Capabilities, CompletionRequest
 from rubrickit.backends.fake import FakeBackend
 from rubrickit.backends.openai_backend import strict_compatible
+from rubrickit.data.preferences import PromptGroup, groups_from_pairs
 from rubrickit.generate import agenerate
 from rubrickit.generate import per as per_module
 from rubrickit.generate import tail as tail_module
 from rubrickit.generate.common import GenContext, Generator
 from rubrickit.generate.contrastive import findings_parser, parse_contrastive, parse_synthesis
-from rubrickit.generate.data import PromptGroup, groups_from_pairs
 from rubrickit.generate.decompose import parse_overlap, rubric_texts
 from rubrickit.generate.reference import parse_items
-from rubrickit.generate.schemas import (
+from rubrickit.generate.tail import parse_criteria
+from rubrickit.judge import Judge, RetryPolicy
+from rubrickit.judge.prompts import PromptLibrary
+from rubrickit.judge.reply_schemas import (
     CHARS_PER_TOKEN,
     SCHEMAS,
     contrastive_schema,
@@ -46,9 +49,6 @@ from rubrickit.generate.schemas import (
     tail_revise_schema,
     themes_schema,
 )
-from rubrickit.generate.tail import parse_criteria
-from rubrickit.judge import Judge, RetryPolicy
-from rubrickit.judge.prompts import PromptLibrary
 from rubrickit.refine import dedup, themes
 from rubrickit.refine.themes import structure_themes
 from rubrickit.rubric import Criterion
@@ -350,7 +350,7 @@ def test_without_structured_output_no_generation_request_carries_a_schema():
 
 
 def test_per_and_themes_send_their_schemas(monkeypatch):
-    monkeypatch.setattr("rubrickit.embed.embed_texts", lambda texts, model=None: np.eye(len(texts), 8))
+    monkeypatch.setattr("rubrickit.backends.embedding.embed_texts", lambda texts, model=None: np.eye(len(texts), 8))
     model = Model()
     ctx = make_ctx(model)
     pair = {"id": "cap", "prompt": "Capital of France?", "response_a": "GOOD Paris.", "response_b": "Lyon.",

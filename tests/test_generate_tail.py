@@ -12,13 +12,13 @@ import pytest
 
 from rubrickit.backends.base import CompletionRequest
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.preferences import PromptGroup
 from rubrickit.errors import RubrickitError
 from rubrickit.generate import agenerate
 from rubrickit.generate.common import write_result
-from rubrickit.generate.data import PromptGroup
 from rubrickit.judge import Judge, RetryPolicy
 from rubrickit.rubric import Rubric, load_rubric_set
-from rubrickit.rubric_io import save_rubric, save_rubric_set
+from rubrickit.rubric.files import save_rubric, save_rubric_set
 
 NO_WAIT = RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, max_retry_after=0.0)
 RESPONSES = ["Answer ALPHA", "Answer BRAVO", "Answer CHARLIE", "Answer DELTA", "Answer ECHO"]

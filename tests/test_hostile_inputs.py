@@ -16,12 +16,12 @@ import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from rubrickit import _io
+from rubrickit._util import io as _io
 from rubrickit.cli import app
+from rubrickit.data.items import load_items, load_pairs
+from rubrickit.data.preferences import load_groups
 from rubrickit.errors import OutputExistsError, RubricError, RubrickitError
-from rubrickit.generate.data import load_groups
-from rubrickit.judge.data import load_items, load_pairs
-from rubrickit.rubric_io import load_rubric, load_rubric_set, parse_rubric, validate_paths
+from rubrickit.rubric.files import load_rubric, load_rubric_set, parse_rubric, validate_paths
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = REPO / "tests" / "data" / "hostile"
@@ -188,8 +188,8 @@ def test_gzip_bytes_under_a_plain_name_say_so(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["corrupt.jsonl.gz", "not-gzip.jsonl.gz"])
 def test_corrupt_gzip_is_a_clean_error_in_every_reader(name: str) -> None:
-    from rubrickit.aggregate import read_verdict_rows
     from rubrickit.judge.journal import read_records
+    from rubrickit.rubric.aggregation import read_verdict_rows
 
     path = HOSTILE / name
     for read in (load_items, load_pairs, load_groups, load_rubric_set, read_records,
@@ -207,8 +207,8 @@ def test_gzip_cut_short_names_the_line_it_reached(tmp_path: Path) -> None:
 
 
 def test_a_folder_where_a_file_belongs_is_a_clean_error(tmp_path: Path) -> None:
-    from rubrickit.aggregate import read_verdict_rows
     from rubrickit.eval import read_records
+    from rubrickit.rubric.aggregation import read_verdict_rows
 
     for read in (load_rubric, load_rubric_set, load_items, load_pairs, load_groups, read_records,
                  lambda p: list(read_verdict_rows(p))):
@@ -452,7 +452,7 @@ def test_data_commands_take_map_allow_empty_and_force() -> None:
 
 
 def test_output_exists_error_is_raised_by_the_library(tmp_path: Path) -> None:
-    from rubrickit.rubric_io import write_schema
+    from rubrickit.rubric.files import write_schema
 
     out = _existing(tmp_path, "schema.json")
     with pytest.raises(OutputExistsError, match="--force"):

@@ -422,8 +422,8 @@ def test_close_runs_on_the_loop_that_used_the_judge(server: OAIServer, tmp_path:
 
 
 def test_rl_example_files_are_valid(tmp_path: Path) -> None:
-    from rubrickit.checks import run_check
-    from rubrickit.judge.data import DataItem
+    from rubrickit.data.items import DataItem
+    from rubrickit.rubric.checks import run_check
 
     rubric = load_rubric(REPO / "examples" / "rl" / "concise-answer.yaml")
     checks = {c.id: c.check for c in rubric.criteria if c.check is not None}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from rubrickit.data.items import ChatMessage, DataItem, PairItem, load_items, load_pairs, stable_id
 from rubrickit.errors import RubricError
-from rubrickit.judge.data import ChatMessage, DataItem, PairItem, load_items, load_pairs, stable_id
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rubrickit.aggregate import HOLISTIC_ID
 from rubrickit.backends.base import (
     Capabilities,
     ChoiceScores,
@@ -24,10 +23,11 @@ from rubrickit.backends.base import (
     Usage,
 )
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.items import DataItem
 from rubrickit.errors import OutputExistsError, RubricError
 from rubrickit.judge import Journal, Judge, JudgeModeError, RetryPolicy, score_files
-from rubrickit.judge.data import DataItem
 from rubrickit.rubric import Criterion, Rubric, RubricSet, save_rubric
+from rubrickit.rubric.aggregation import HOLISTIC_ID
 
 NO_WAIT = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, max_retry_after=0.0)
 

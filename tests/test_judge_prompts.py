@@ -13,8 +13,8 @@ import pytest
 from snapshots_check import SNAPSHOTS, check_snapshot, render_messages
 
 from rubrickit.backends.base import Capabilities
+from rubrickit.data.items import DataItem, PairItem
 from rubrickit.errors import RubrickitError
-from rubrickit.judge.data import DataItem, PairItem
 from rubrickit.judge.prompts import (
     DELIMITER_TAGS,
     TEMPLATE_NAMES,

@@ -105,8 +105,8 @@ def write_items(path, n: int, *, bad_line: int | None = None) -> None:  # type: 
 
 
 def test_stream_items_raises_what_load_items_raises_and_reads_again_each_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rubrickit.data.items import load_items, stream_items
     from rubrickit.errors import RubricError
-    from rubrickit.judge.data import load_items, stream_items
 
     data = tmp_path / "items.jsonl"
     write_items(data, 30, bad_line=17)
@@ -122,8 +122,8 @@ def test_stream_items_raises_what_load_items_raises_and_reads_again_each_time(tm
 
 
 def test_a_rubric_set_is_checked_against_a_streamed_file_before_any_call(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rubrickit.data.items import stream_items
     from rubrickit.errors import RubricError
-    from rubrickit.judge.data import stream_items
     from rubrickit.rubric import RubricSet
 
     data = tmp_path / "items.jsonl"

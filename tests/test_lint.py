@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rubrickit.lint import RULES, LintFinding, lint_paths, lint_rubric
 from rubrickit.rubric import Criterion, Rubric
+from rubrickit.rubric.lint import RULES, LintFinding, lint_paths, lint_rubric
 
 DATA = Path(__file__).parent / "data" / "lint"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "lint.md"

@@ -39,8 +39,12 @@ def test_cli_imports_only_public_names() -> None:
     import ast
     from pathlib import Path
 
-    tree = ast.parse(Path(rubrickit.__file__).with_name("cli.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 1:
-            for alias in node.names:
-                assert not alias.name.startswith("_") or node.module == "_render", (node.module, alias.name)
+    # every module of the CLI package: rubrickit names come from the root, a package's public names, or the CLI
+    for path in sorted(Path(rubrickit.__file__).with_name("cli").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rubrickit"):
+                assert node.level == 0, (path.name, node.module)
+                assert not any(part.startswith("_") for part in node.module.split(".")), (path.name, node.module)
+                for alias in node.names:
+                    assert not alias.name.startswith("_"), (path.name, node.module, alias.name)

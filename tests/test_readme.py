@@ -93,8 +93,8 @@ def test_readme_rubric_example_is_a_valid_rubric() -> None:
 
 
 def test_readme_lists_every_lint_rule_and_check_type() -> None:
-    from rubrickit.checks import CHECK_TYPES
-    from rubrickit.lint import RULES
+    from rubrickit.rubric.checks import CHECK_TYPES
+    from rubrickit.rubric.lint import RULES
 
     for rule in RULES:
         assert f"`{rule}`" in README, f"README's lint table lacks {rule}"

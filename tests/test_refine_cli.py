@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from rubrickit.cli import app
 from rubrickit.rubric import Criterion, Rubric, ScoreRecord, Verdict, load_rubric, load_rubric_set
-from rubrickit.rubric_io import save_rubric, save_rubric_set
+from rubrickit.rubric.files import save_rubric, save_rubric_set
 
 ROWS = [
     ("aligned", "The response has substance.", 2.0, "essential"),

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from rubrickit.backends.fake import FakeBackend
+from rubrickit.data.items import PairItem
 from rubrickit.errors import RubricError
-from rubrickit.judge.data import PairItem
 from rubrickit.judge.engine import Judge
 from rubrickit.refine import (
     VerdictStore,

@@ -24,7 +24,7 @@ from rubrickit.errors import JudgeUnavailableError
 from rubrickit.judge.breaker import CircuitBreaker
 from rubrickit.judge.cache import CACHE_FILENAME, JudgeCache, endpoint_identity
 from rubrickit.judge.journal import Journal
-from rubrickit.rubric_io import load_rubric
+from rubrickit.rubric.files import load_rubric
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oai_server import Fault, OAIServer, Reply, default_reply  # noqa: E402

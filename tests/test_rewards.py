@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from rubrickit import aggregate
 from rubrickit.errors import JudgeUnavailableError, RubricError
 from rubrickit.judge import score_files
 from rubrickit.rewards import RewardError, RewardOptions, RewardScorer, inline_rubric
 from rubrickit.rewards.rank import preference_pairs, rank_files
 from rubrickit.rubric import RubricSet, load_rubric, parse_rubric
+from rubrickit.rubric import aggregation as aggregate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oai_server import Fault, OAIServer, Reply, default_reply  # noqa: E402
@@ -371,7 +371,7 @@ def MIXED_PATH(tmp_path: Path) -> Path:  # noqa: N802 - reads like the constant 
 
 
 def test_candidate_rows_from_csv_and_located_errors(tmp_path: Path) -> None:
-    from rubrickit.judge.data import load_candidates
+    from rubrickit.data.items import load_candidates
 
     csv = tmp_path / "c.csv"
     csv.write_text('id,prompt,responses\nc1,hello,"[""a"", ""b b""]"\n')

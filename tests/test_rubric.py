@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rubrickit.errors import OutputExistsError, RubricError
 from rubrickit.rubric import Criterion, Provenance, Rubric, ScoreRecord, Verdict, VerdictRow
-from rubrickit.rubric_io import (
+from rubrickit.rubric.files import (
     SCHEMA_FILENAME,
     criterion_lines,
     dump_rubric_json,

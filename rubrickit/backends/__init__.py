@@ -23,11 +23,12 @@ from .base import (
 )
 from .fake import FakeBackend
 from .litellm_backend import LiteLLMBackend
-from .openai_backend import OpenAIBackend
+from .openai_backend import TRANSPORTS, OpenAIBackend
 from .registry import ENTRY_POINT_GROUP, available_backends, get_backend, parse_spec, register_backend
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "TRANSPORTS",
     "Backend",
     "BatchBackend",
     "Capabilities",

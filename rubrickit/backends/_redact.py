@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 __all__ = ["SECRET_PARAMETER", "RedactingFilter", "redact", "redact_logs", "redact_url", "url_secrets"]
 
@@ -129,3 +130,22 @@ def redact_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) for f in logger.filters):
             logger.addFilter(RedactingFilter())
+
+
+_SECRET_PARAM = re.compile(r"(?i)(key|token|secret|passw|sig|auth|credential|session)")
+"""Query parameters that carry credentials: never part of an identity (nor written anywhere)."""
+
+
+def endpoint_identity(url: str | None) -> str | None:
+    """A base URL as it identifies a server: scheme, lower-cased host, port, path without a trailing slash, and the
+    query parameters that are not credentials (sorted). ``user:password@`` and ``?api_key=`` are dropped."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return hashlib.sha256(url.encode("utf-8")).hexdigest()  # unparseable: still distinct, never stored in clear
+    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k))
+    return urlunsplit((parts.scheme.lower(), (parts.hostname or "").lower() + port, parts.path.rstrip("/"),
+                       urlencode(query), ""))

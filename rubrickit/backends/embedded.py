@@ -74,7 +74,7 @@ def show_notice() -> None:
 
 
 def _cache_root() -> Path:
-    from ..judge.cache import default_cache_dir  # one rule for every rubrickit cache folder
+    from rubrickit._util.io import default_cache_dir
 
     return default_cache_dir()
 

@@ -464,7 +464,7 @@ def _capabilities_file(directory: str | Path | Literal[False] | None) -> Path | 
     if directory is False:
         return None
     if directory is None:
-        from ..judge.cache import default_cache_dir  # lazily: the judge package imports the backends
+        from rubrickit._util.io import default_cache_dir
 
         directory = default_cache_dir()
     return Path(directory).expanduser() / CAPABILITIES_FILENAME
@@ -714,7 +714,7 @@ class OpenAIBackend:
 
     @property
     def _negotiation_key(self) -> str:
-        from ..judge.cache import endpoint_identity  # lazily: the judge package imports the backends
+        from ._redact import endpoint_identity
 
         endpoint = endpoint_identity(self.cache_endpoint) or "https://api.openai.com/v1"
         return f"{endpoint} {self.model}"

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text, iter_jsonl_lines, loads_json
+from rubrickit._util.io import atomic_write_text, iter_jsonl_lines, loads_json
+from rubrickit.data.items import PairItem, load_pairs
+
 from ..errors import OutputExistsError, RubrickitError
-from ..judge.data import PairItem, load_pairs
 from .metrics import TIE_POLICY, pair_metrics
 from .probes import MASTER_KEYS, PROBES
 from .report import render_report, write_report
-from .runner import LABEL_FREE_METHODS, EvalRun, aevaluate, parse_rubric_spec, summarize
+from .runner import LABEL_FREE_METHODS, EvalRun, aevaluate, judge_pair_row, parse_rubric_spec, summarize
 
 __all__ = [
     "LABEL_FREE_METHODS",
@@ -180,7 +181,7 @@ def evaluate(data: Sequence[str | Path], *, judge: str | Any | None = None, base
         def remote(resolved: Any, todo: Sequence[Any], config: str, names: Mapping[str, str]) -> Any:
             return eval_rows_ray(todo, resolved, judge=judge, base_url=base_url, options=owner.options,
                                  config=config, datasets=names, swap=swap, rubric_mode=rubric_mode,
-                                 ray_options=ray_options)
+                                 row=judge_pair_row, ray_options=ray_options)
 
     partial = _PartialRecords(outputs[1]) if outputs[1] is not None else None
 

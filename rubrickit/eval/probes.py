@@ -24,7 +24,8 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..judge.data import PairItem
+from rubrickit.data.items import PairItem
+
 from ..rubric import Rubric
 
 __all__ = ["FILLER", "MASTER_KEYS", "PROBES", "length_pair", "master_key_pairs", "position_summary",

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from rubrickit._util.io import atomic_write_text
 
 __all__ = ["render_report", "write_report"]
 

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rubrickit.data.items import PairItem, stable_id
+from rubrickit.rubric.files import RubricSet, load_rubric_set, load_rubrics, save_rubric_set
+
 from ..errors import RubrickitError
-from ..judge.data import PairItem, stable_id
 from ..judge.pairwise import DIRECT_ID, PairRecord, compare_pair
 from ..judge.progress import Progress
 from ..rubric import Rubric
-from ..rubric_io import RubricSet, load_rubric_set, load_rubrics, save_rubric_set
 from .metrics import pair_metrics
 from .probes import (
     PROBES,

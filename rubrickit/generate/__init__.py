@@ -1,7 +1,7 @@
 """Rubric generation: the research pipelines of DESIGN §7, one module per method.
 
 ``generate(method, data, ...)`` is what ``rubrickit generate METHOD`` calls: it reads the data into prompt groups
-(:mod:`rubrickit.generate.data`), builds the generator and judge models (both default to the embedded model; they
+(:mod:`rubrickit.data.preferences`), builds the generator and judge models (both default to the embedded model; they
 may differ), runs the method, and writes the rubrics (a rubric set JSONL for per-prompt rubrics, YAML for a general
 rubric) with full provenance.
 
@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rubrickit.data.preferences import PromptGroup, file_digest, groups_from_pairs, load_groups
+
 from ..errors import RubrickitError
 from .common import GenContext, GenerationFailed, GenerationResult, Generator, Stats
-from .data import PromptGroup, file_digest, groups_from_pairs, load_groups
 
 __all__ = [
     "METHODS",
@@ -125,7 +126,7 @@ def generate(method: str, data: str | Path | Sequence[PromptGroup], *, out: str 
 
         write_result(result, out, force=force)
     if per_pair_out is not None and result.extra.get("per_pair_rubrics"):
-        from ..rubric_io import save_rubric_set
+        from rubrickit.rubric.files import save_rubric_set
 
         save_rubric_set(result.extra["per_pair_rubrics"], per_pair_out, overwrite=force)
     return result

@@ -57,6 +57,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rubrickit.data.preferences import Comparison, PromptGroup
+from rubrickit.judge.reply_schemas import contrastive_schema, diagnosis_schema, synthesis_schema
+
 from ..errors import RubrickitError
 from ..judge.parse import json_objects
 from ..judge.prompts import conversation_data, neutralize, pair_material_data
@@ -72,8 +75,6 @@ from .common import (
     make_provenance,
     make_rubric,
 )
-from .data import Comparison, PromptGroup
-from .schemas import contrastive_schema, diagnosis_schema, synthesis_schema
 
 __all__ = [
     "MAX_DIAGNOSE_PRINCIPLES",

@@ -20,9 +20,9 @@ responses, from a prompt and a pool of responses. Per prompt group:
      treated as a leaf and the failure counted. At ``max_depth`` a broadly satisfied rubric is a leaf too;
    - **misaligned** (only when the group has labelled comparisons): some weaker response satisfies it while the
      stronger response of the same labelled pair fails it → rejected ``misaligned``;
-   - **redundant / conflicting**: the candidate is embedded (:func:`rubrickit.embed.embed_texts`) and compared with
-     the accepted rubrics; only those with cosine ≥ :data:`PREFILTER_COSINE` (a cheap prefilter: texts below it
-     share too little wording and meaning to overlap 70 %) are sent, most similar first and at most
+   - **redundant / conflicting**: the candidate is embedded (:func:`rubrickit.backends.embedding.embed_texts`) and
+     compared with the accepted rubrics; only those with cosine ≥ :data:`PREFILTER_COSINE` (a cheap prefilter:
+     texts below it share too little wording and meaning to overlap 70 %) are sent, most similar first and at most
      :data:`MAX_OVERLAP_CHECKS`, to an LLM check on the judge model (``prompts/decompose_overlap.j2``, returning the
      overlap fraction and a conflict flag). Overlap ≥ ``overlap`` → ``redundant``; conflict (opposite polarity) →
      ``conflict``. A check that fails is counted and decides nothing (the candidate is not rejected on it);
@@ -55,7 +55,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..embed import embed_texts
+from rubrickit.backends.embedding import embed_texts
+from rubrickit.data.preferences import PromptGroup
+from rubrickit.judge.reply_schemas import decompose_overlap_schema, rubrics_schema
+
 from ..errors import RubrickitError
 from ..judge.parse import json_objects
 from ..judge.prompts import conversation_data, neutralize
@@ -71,8 +74,6 @@ from .common import (
     make_provenance,
     make_rubric,
 )
-from .data import PromptGroup
-from .schemas import decompose_overlap_schema, rubrics_schema
 
 __all__ = [
     "MAX_CHILDREN",

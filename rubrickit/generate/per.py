@@ -12,8 +12,8 @@ turn labelled preference pairs into ONE general rubric:
    unreadable generator replies all count as wrong rounds; a pair never solved is discarded with the reason of its
    last round. Each solved pair yields a per-pair rubric (``scope: prompt``, ``prompt_id`` = the pair id).
 2. **Query-agnostic (coding-rate core set)**: the solved pairs' criteria are taken in batches of ``batch_size``
-   solved pairs; each batch's new criteria are embedded (:func:`~rubrickit.embed.embed_texts`) and the core set is
-   extended greedily by the exact coding rate R(Z) = ½·logdet(I + d/(n·ε²)·ZᵀZ)
+   solved pairs; each batch's new criteria are embedded (:func:`~rubrickit.backends.embedding.embed_texts`) and the
+   core set is extended greedily by the exact coding rate R(Z) = ½·logdet(I + d/(n·ε²)·ZᵀZ)
    (:func:`~rubrickit.refine.selection.greedy_coding_rate`, the current core kept first, ``max_core`` a cap). When a
    batch that had solved pairs adds less than ``min_gain`` in total, the gain has stalled and no further batch is
    taken: the query-specific stage runs lazily, batch by batch, so pairs after the stall cost nothing (they are
@@ -39,6 +39,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rubrickit.data.preferences import PromptGroup
+from rubrickit.judge.reply_schemas import per_schema
+
 from ..errors import RubrickitError
 from ..judge.prompts import neutralize, pair_material_data
 from ..refine.themes import ajson_lenient, structure_themes
@@ -55,8 +58,6 @@ from .common import (
     make_provenance,
     make_rubric,
 )
-from .data import PromptGroup
-from .schemas import per_schema
 
 __all__ = ["agenerate"]
 
@@ -357,7 +358,8 @@ def _extend_core(core: _Core, batch: Sequence[_Pair], ctx: GenContext, *, epsilo
     """Add a batch of solved pairs' criteria to the core set; returns the batch's total coding-rate gain."""
     import numpy as np
 
-    from ..embed import embed_texts
+    from rubrickit.backends.embedding import embed_texts
+
     from ..refine.selection import greedy_coding_rate
 
     candidates: list[tuple[str, str]] = []

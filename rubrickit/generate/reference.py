@@ -32,6 +32,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from rubrickit.data.preferences import PromptGroup
+from rubrickit.judge.reply_schemas import reference_schema
+
 from ..judge.parse import json_objects
 from ..judge.prompts import conversation_data, neutralize
 from .common import (
@@ -45,8 +48,6 @@ from .common import (
     make_provenance,
     make_rubric,
 )
-from .data import PromptGroup
-from .schemas import reference_schema
 
 __all__ = ["CATEGORIES", "agenerate", "ajson_reply", "item_list", "number", "parse_items", "rubric_id_for"]
 

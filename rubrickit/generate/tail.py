@@ -27,6 +27,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rubrickit.data.preferences import PromptGroup
+from rubrickit.judge.reply_schemas import tail_propose_schema, tail_revise_schema
+
 from ..judge.prompts import conversation_data, neutralize, pair_material_data
 from ..rubric import Rubric, ScoreRecord
 from .common import (
@@ -39,9 +42,7 @@ from .common import (
     make_provenance,
     make_rubric,
 )
-from .data import PromptGroup
 from .reference import ajson_reply, item_list, number, rubric_id_for
-from .schemas import tail_propose_schema, tail_revise_schema
 
 __all__ = ["agenerate", "pass_rates", "parse_criteria"]
 
@@ -110,7 +111,7 @@ def _starting_rubrics(rubric: str | Path | Rubric | None) -> tuple[Rubric | None
         return None, None
     if isinstance(rubric, Rubric):
         return rubric, None
-    from ..rubric_io import is_rubric_set_path, load_rubric, load_rubric_set
+    from rubrickit.rubric.files import is_rubric_set_path, load_rubric, load_rubric_set
 
     if is_rubric_set_path(rubric):
         return None, {r.prompt_id: r for r in load_rubric_set(rubric) if r.prompt_id}

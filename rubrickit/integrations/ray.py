@@ -139,7 +139,7 @@ def _valid_rows(rows: list[dict[str, Any]], task: Task) -> list[Any]:
         return rows
     from pydantic import ValidationError
 
-    from ..judge.data import DataItem, PairItem
+    from rubrickit.data.items import DataItem, PairItem
 
     model = DataItem if task == "score" else PairItem
     items = []
@@ -210,9 +210,8 @@ class JudgeWorker:
         return self._stamp(table)
 
     async def _eval(self, rows: list[dict[str, Any]]) -> Any:
-        from ..eval.runner import judge_pair_row
-
         s = self.settings
+        judge_pair_row = s["row"]
         results = await asyncio.gather(*(
             judge_pair_row(self.judge, self.rubrics, row["pair"], config=s["config"], dataset=row.get("dataset"),
                            swap=s["swap"], rubric_mode=s["rubric_mode"]) for row in rows))
@@ -421,7 +420,8 @@ def _files_ray(task: Task, rubric_path: Any, data_path: Any, *, ray_options: Ray
                base_url: str | None, out: Any, resume: bool, force: bool, mapping: Mapping[str, str] | None,
                options: Any, backend_options: dict[str, Any] | None, allow_empty: bool,
                overrides: Mapping[str, Any]) -> Any:
-    from ..judge.data import load_items, load_pairs
+    from rubrickit.data.items import load_items, load_pairs
+
     from ..judge.journal import DEFAULT_KEY_FIELDS, PAIR_KEY_FIELDS
     from ..judge.pairwise import PairRecord
     from ..judge.run import (
@@ -550,14 +550,17 @@ def _with_progress(error: RubrickitError, journal: Any) -> RubrickitError:
 
 def eval_rows_ray(pairs: Sequence[Any], rubrics: Any, *, judge: Any, base_url: str | None, options: Any,
                   config: str, datasets: Mapping[str, str], swap: bool, rubric_mode: str,
-                  ray_options: RayOptions | None = None,
+                  row: Callable[..., Any], ray_options: RayOptions | None = None,
                   backend_options: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The eval rows of ``pairs`` (in input order) judged on Ray, and the actors' summed accounting."""
+    """The eval rows of ``pairs`` (in input order) judged on Ray, and the actors' summed accounting.
+
+    ``row`` is eval's own coroutine function for one pair (:func:`rubrickit.eval.runner.judge_pair_row`), passed in
+    (and pickled by reference to the actors) because eval sits above this layer."""
     ray_options = ray_options or RayOptions()
     started = time.perf_counter()
     accounts = _Accounts()
     rows: dict[int, dict[str, Any]] = {}
-    settings = {"config": config, "swap": swap, "rubric_mode": rubric_mode}
+    settings = {"config": config, "swap": swap, "rubric_mode": rubric_mode, "row": row}
     with ray_session(ray_options.address) as ray:
         batch_size = ray_options.batch_size or options.concurrency
         payload = [{"item": json.dumps({"index": i, "dataset": datasets.get(p.id),

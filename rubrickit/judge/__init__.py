@@ -13,10 +13,11 @@ docs/judging.md describes the modes, prompts, failure semantics, caching and pai
 
 from __future__ import annotations
 
+from rubrickit.data.items import ChatMessage, DataItem, PairItem, load_items, load_pairs
+
 from .accounting import Accounting, Plan
 from .cache import JudgeCache, default_cache_dir
-from .data import ChatMessage, DataItem, PairItem, load_items, load_pairs
-from .engine import Judge, JudgeModeError, JudgeOptions
+from .engine import Judge, JudgeModeError, JudgeOptions, set_run_announcer
 from .journal import Journal
 from .limits import RateLimiter
 from .pairwise import PairDetail, PairRecord
@@ -26,6 +27,7 @@ from .retry import RetryPolicy
 from .run import RunResult, compare_files, score_files
 
 __all__ = [
+    "set_run_announcer",
     "Accounting",
     "ChatMessage",
     "DataItem",

@@ -26,16 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
+
+from rubrickit._util.io import default_cache_dir
+from rubrickit.backends._redact import endpoint_identity
 
 from ..backends.base import Completion, CompletionRequest
 
@@ -60,25 +60,6 @@ CREATE TABLE IF NOT EXISTS completions (
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-_SECRET_PARAM = re.compile(r"(?i)(key|token|secret|passw|sig|auth|credential|session)")
-"""Query parameters that carry credentials: never part of an identity (nor written anywhere)."""
-
-
-def endpoint_identity(url: str | None) -> str | None:
-    """A base URL as it identifies a server: scheme, lower-cased host, port, path without a trailing slash, and the
-    query parameters that are not credentials (sorted). ``user:password@`` and ``?api_key=`` are dropped."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return hashlib.sha256(url.encode("utf-8")).hexdigest()  # unparseable: still distinct, never stored in clear
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SECRET_PARAM.search(k))
-    return urlunsplit((parts.scheme.lower(), (parts.hostname or "").lower() + port, parts.path.rstrip("/"),
-                       urlencode(query), ""))
-
 
 def templates_hash(templates_dir: Path | str | None = None) -> str:
     """SHA-256 over every prompt template in use: the shipped ones, with ``templates_dir``'s overrides on top."""
@@ -106,17 +87,6 @@ def cache_identity(backend: Any, templates: str = "") -> str:
     endpoint = endpoint_identity(getattr(backend, "cache_endpoint", None))
     payload = {"spec": spec, "kind": spec.partition(":")[0], "endpoint": endpoint, "templates": templates}
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
-
-
-def default_cache_dir() -> Path:
-    """``$RUBRICKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/rubrickit``, else ``~/.cache/rubrickit``."""
-    override = os.environ.get("RUBRICKIT_CACHE_DIR")
-    if override:
-        return Path(override).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "rubrickit"
-    return Path.home() / ".cache" / "rubrickit"
 
 
 class JudgeCache:

@@ -26,7 +26,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..aggregate import score_record
+from rubrickit.data.items import DataItem, PairItem, coerce_items, coerce_pairs
+from rubrickit.rubric.aggregation import score_record
+
 from ..backends.base import (
     Backend,
     BatchBackend,
@@ -40,7 +42,6 @@ from ..rubric import Fingerprints, Rubric, RubricSet, ScoreRecord
 from .accounting import Accounting, Plan, estimate_tokens
 from .breaker import CircuitBreaker, is_outage
 from .cache import JudgeCache, cache_identity, default_cache_dir, templates_hash
-from .data import DataItem, PairItem, coerce_items, coerce_pairs
 from .journal import Journal
 from .limits import RateLimiter
 from .modes import (

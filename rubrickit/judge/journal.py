@@ -32,7 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .._io import iter_lines, loads_json
+from rubrickit._util.io import iter_lines, loads_json
+
 from ..errors import OutputExistsError, RubricError, RubrickitError
 
 try:  # POSIX only; elsewhere journals are simply not locked.

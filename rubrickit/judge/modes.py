@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..aggregate import HOLISTIC_ID
+from rubrickit.rubric.aggregation import HOLISTIC_ID
+
 from ..backends._redact import redact
 from ..backends.base import (
     ChoiceScores,

@@ -35,7 +35,8 @@ from .parse import WinnerReply
 from .tasks import Call, check_verdict
 
 if TYPE_CHECKING:
-    from .data import PairItem
+    from rubrickit.data.items import PairItem
+
     from .engine import Judge
 
 __all__ = ["DIRECT_ID", "PairDetail", "PairRecord", "compare_pair", "pair_calls"]

@@ -164,9 +164,7 @@ def package_templates_dir() -> Any:
             return shipped
     except (ModuleNotFoundError, OSError):  # pragma: no cover - unusual installs
         pass
-    import rubrickit
-
-    return Path(rubrickit.__file__).resolve().parents[1] / "prompts"
+    return Path(__file__).resolve().parents[2] / "prompts"
 
 
 def _package_loader() -> jinja2.BaseLoader:
@@ -322,7 +320,7 @@ def constant_blocks(ast: jinja2.nodes.Template) -> frozenset[str]:
 def conversation_data(prompt: str | Sequence[Any]) -> list[dict[str, str]]:
     """The conversation as template data: a list of ``{role, content}``, neutralised (a string is one user turn).
 
-    Messages may be mappings or objects with ``role`` and ``content`` (e.g. :class:`~rubrickit.judge.data.ChatMessage`).
+    Messages may be mappings or objects with ``role`` and ``content`` (e.g. :class:`~rubrickit.data.items.ChatMessage`).
     """
     if isinstance(prompt, str):
         return [{"role": "user", "content": neutralize(prompt)}]

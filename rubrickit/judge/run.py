@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rubrickit.data.items import stream_items, stream_pairs
+from rubrickit.rubric.files import is_rubric_set_path, load_rubric, load_rubric_set
+
 from ..errors import JudgeUnavailableError, OutputExistsError, RubrickitError
 from ..rubric import Rubric, RubricSet, ScoreRecord
-from ..rubric_io import is_rubric_set_path, load_rubric, load_rubric_set
 from .accounting import Plan
-from .data import stream_items, stream_pairs
 from .engine import Judge, JudgeOptions
 from .journal import DEFAULT_KEY_FIELDS, PAIR_KEY_FIELDS, Journal
 from .pairwise import PairRecord

@@ -38,12 +38,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rubrickit.data.items import stable_id
+from rubrickit.rubric.checks import run_check
+
 from ..backends.base import Capabilities, CompletionRequest
-from ..checks import run_check
 from ..errors import RubricError
 from ..rubric import Criterion, Rubric, RubricSet, Verdict
 from . import parse
-from .data import stable_id
 from .prompts import PromptLibrary, RenderedPrompt, criterion_data, material_data, pair_material_data
 
 __all__ = ["AB", "Call", "Mode", "Reader", "Task", "TaskBuilder", "assign_rubrics", "build_plan", "check_verdict",
@@ -203,7 +204,7 @@ class TaskBuilder:
         return len(judged) + sum(1 for c in judged if c.applies_if is not None)
 
     def item_tasks(self, rubric: Rubric, item: Any, repeat: int = 0) -> list[Task]:
-        """The tasks judging ``item`` (a :class:`~rubrickit.judge.data.DataItem`) under ``rubric``."""
+        """The tasks judging ``item`` (a :class:`~rubrickit.data.items.DataItem`) under ``rubric``."""
         material = material_data(item.prompt, item.response, item.reference)
         tasks = [Task("check", (c,), verdict=check_verdict(c, item.response)) for c in rubric.criteria if c.check]
         judged = [c for c in rubric.criteria if c.check is None]
@@ -376,12 +377,12 @@ def assign_rubrics(rubrics: Any, items: Iterable[Any], *, optional: bool = False
     A single :class:`Rubric` judges every item. A :class:`RubricSet` gives each item the rubric of its
     ``prompt_id``. A list: one rubric judges every item; several: the general ones (no ``prompt_id``) judge every
     item and a prompt-specific one the items of its ``prompt_id``. An item without a ``prompt_id`` goes by the stable
-    hash of its prompt (:func:`~rubrickit.judge.data.stable_id`), the id generated rubrics give such a prompt.
+    hash of its prompt (:func:`~rubrickit.data.items.stable_id`), the id generated rubrics give such a prompt.
     ``None`` (only with ``optional``, for direct pairwise comparison) pairs every item with no rubric. An item left
     without a rubric is a :class:`RubricError` naming it (up to five are listed).
 
     A list of items gives a list of pairs. Any other iterable (a file read as it is judged,
-    :class:`~rubrickit.judge.data.ItemStream`, or a generator) gives an :class:`Assigned` that makes the pairs as
+    :class:`~rubrickit.data.items.ItemStream`, or a generator) gives an :class:`Assigned` that makes the pairs as
     it is iterated, so a long input is never held whole: when items could be left without a rubric, a re-iterable
     input is checked in a first pass (a one-shot iterator is read into a list for the check).
     """

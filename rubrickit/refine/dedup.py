@@ -1,13 +1,13 @@
 """Embedding refiners: the redundancy filter (RRD) and the coding-rate core set (Auto-Rubric's MCR² selection).
 
-**Redundancy** (RRD, Recursive Rubric Decomposition: its redundancy rejection). Criterion texts are
-embedded with sentence-transformers (:func:`rubrickit.embed.embed_texts`; the bundled all-MiniLM-L6-v2 by default,
+**Redundancy** (RRD, Recursive Rubric Decomposition: its redundancy rejection). Criterion texts are embedded with
+sentence-transformers (:func:`rubrickit.backends.embedding.embed_texts`; the bundled all-MiniLM-L6-v2 by default,
 offline), rows L2-normalised, so cosine = dot product. Criteria are visited strongest first (largest |weight|, then
-rubric order); a criterion whose cosine with an already kept criterion is ≥ ``threshold`` is the later/weaker one
-and is removed. With an overlap checker (an LLM, ``prompts/refine_overlap.j2``) the removal must be confirmed: RRD
-removes a candidate with ≥ 70 % overlap with a kept criterion or of opposite polarity (one holds exactly when the
-other does not: a duplicate when the weights have opposite signs, a conflict when they have the same sign). An
-unreadable or failed check keeps the criterion and is counted — a failure never removes anything.
+rubric order); a criterion whose cosine with an already kept criterion is ≥ ``threshold`` is the later/weaker one and
+is removed. With an overlap checker (an LLM, ``prompts/refine_overlap.j2``) the removal must be confirmed: RRD removes
+a candidate with ≥ 70 % overlap with a kept criterion or of opposite polarity (one holds exactly when the other does
+not: a duplicate when the weights have opposite signs, a conflict when they have the same sign). An unreadable or
+failed check keeps the criterion and is counted — a failure never removes anything.
 
 **Coding-rate core set** (Auto-Rubric, "Learning to Extract Generalizable Criteria"): greedy maximisation of
 R(Z) = ½·logdet(I + d/(n·ε²)·ZᵀZ) over the criterion embeddings
@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..generate.common import GenerationFailed, Generator
-from ..generate.schemas import refine_overlap_schema
+from rubrickit.judge.generator import GenerationFailed, Generator
+from rubrickit.judge.reply_schemas import refine_overlap_schema
+
 from ..judge.prompts import criterion_data
 from ..rubric import Criterion, Rubric
 from .filters import StepReport
@@ -44,7 +45,7 @@ _RELATIONS = {"same": "same", "identical": "same", "duplicate": "same", "equival
 
 def criterion_embeddings(criteria: list[Criterion], model: str | None = None) -> Any:
     """L2-normalised embeddings of the criteria's texts (one row each)."""
-    from ..embed import embed_texts
+    from rubrickit.backends.embedding import embed_texts
 
     return embed_texts([" ".join(c.text.split()) for c in criteria], model)
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rubrickit.data.items import DataItem, PairItem, load_items, load_pairs, stable_id
+
 from ..errors import OutputExistsError, RubrickitError
-from ..judge.data import DataItem, PairItem, load_items, load_pairs, stable_id
 from ..rubric import Rubric
 from .filters import StepReport, apply_report, consistency_filter, misalignment_filter, nondiscriminative_filter
 from .verdicts import VerdictStore, labelled_pairs, pair_items
@@ -153,7 +154,8 @@ async def _refine_one(rubric: Rubric, *, in_set: bool, opts: dict[str, Any], jud
 
 
 async def _structure(rubric: Rubric, judge: _Lazy, opts: dict[str, Any]) -> StepReport:
-    from ..generate.common import GenerationFailed, Generator, Stats, criterion_slug
+    from rubrickit.judge.generator import GenerationFailed, Generator, Stats, criterion_slug
+
     from .themes import structure_themes
 
     model = judge.get()
@@ -306,7 +308,7 @@ def _check_out(out: str | Path | None, force: bool, dry_run: bool, is_set: bool)
 
 
 def _write(result: RefineResult, out: Path | None, *, force: bool) -> None:
-    from ..rubric_io import load_rubrics, save_rubric, save_rubric_set
+    from rubrickit.rubric.files import load_rubrics, save_rubric, save_rubric_set
 
     if out is None:
         return
@@ -324,7 +326,7 @@ def _write(result: RefineResult, out: Path | None, *, force: bool) -> None:
 
 
 def _source(path: str | Path) -> str:
-    from ..generate.data import file_digest
+    from rubrickit.data.preferences import file_digest
 
     return f"{Path(path).as_posix()}#{file_digest(path)}"
 
@@ -343,7 +345,7 @@ def _make_judge(spec: str | None, base_url: str | None, mode: str | None, cache_
 
 
 def _run(coro_factory: Callable[[_Lazy, _Lazy], Any], judge: _Lazy, overlap: _Lazy) -> Any:
-    from ..generate.common import Generator
+    from rubrickit.judge.generator import Generator
 
     async def run() -> Any:
         try:
@@ -370,8 +372,8 @@ def refine_file(source: str | Path, out: str | Path | None = None, *, force: boo
     Other options are :func:`arefine`'s. A data or verdicts file with no rows is an error unless ``allow_empty``
     (then nothing is done or written and the result has ``empty_input``).
     """
-    from ..generate.common import Generator
-    from ..rubric_io import is_rubric_set_path, load_rubrics
+    from rubrickit.judge.generator import Generator
+    from rubrickit.rubric.files import is_rubric_set_path, load_rubrics
 
     if not (options.get("dedup") or options.get("select") or options.get("structure") or consistency or misaligned
             or nondiscriminative):
@@ -426,7 +428,7 @@ def weight_file(source: str | Path, out: str | Path | None = None, *, method: st
     A verdicts, pairs or responses file with no rows is an error unless ``allow_empty`` (then nothing is done or
     written and the result has ``empty_input``).
     """
-    from ..rubric_io import is_rubric_set_path, load_rubrics
+    from rubrickit.rubric.files import is_rubric_set_path, load_rubrics
 
     if method not in WEIGHT_METHODS:
         raise RubrickitError(f"unknown weighting method {method!r}; use one of: {', '.join(WEIGHT_METHODS)}")

@@ -32,8 +32,9 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from ..generate.common import GenerationFailed, Generator, Stats, criterion_slug
-from ..generate.schemas import themes_schema
+from rubrickit.judge.generator import GenerationFailed, Generator, Stats, criterion_slug
+from rubrickit.judge.reply_schemas import themes_schema
+
 from ..judge.prompts import neutralize
 from ..rubric import Criterion
 

@@ -24,9 +24,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .._io import iter_jsonl_lines, loads_json, no_rows
+from rubrickit._util.io import iter_jsonl_lines, loads_json, no_rows
+from rubrickit.data.items import DataItem, PairItem
+
 from ..errors import RubricError, format_location
-from ..judge.data import DataItem, PairItem
 from ..rubric import Criterion, Rubric, ScoreRecord, Verdict, VerdictRow
 
 __all__ = [

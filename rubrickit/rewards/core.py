@@ -35,9 +35,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..aggregate import aggregate
+from rubrickit.data.items import DataItem
+from rubrickit.rubric.aggregation import aggregate
+
 from ..errors import JudgeUnavailableError, RubricError, RubrickitError
-from ..judge.data import DataItem
 from ..judge.engine import Judge, JudgeOptions
 from ..rubric import Rubric, RubricSet, ScoreRecord, parse_rubric
 
@@ -281,7 +282,7 @@ def inline_rubric(value: Any, *, where: str = "rubric") -> Rubric:
                 field = ".".join(str(p) for p in first["loc"]) or "rubric"
                 raise RubricError(f"{where}: {field}: {first['msg']}") from None
         if "rubrics" in value:
-            from ..formats.healthbench import from_healthbench
+            from rubrickit.rubric.formats.healthbench import from_healthbench
 
             row = dict(value)
             row.setdefault("prompt_id", "inline")

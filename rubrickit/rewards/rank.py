@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._io import atomic_write_text, refuse_existing
+from rubrickit._util.io import atomic_write_text, refuse_existing
+from rubrickit.data.items import CandidateSet, load_candidates
+
 from ..errors import JudgeUnavailableError, RubrickitError
-from ..judge.data import CandidateSet, load_candidates
 from ..judge.journal import Journal
 from ..judge.run import ErrorRateExceeded, _resume_check, _stopped
 from ..rubric import Rubric

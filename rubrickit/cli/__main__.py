@@ -1,0 +1,5 @@
+"""``python -m rubrickit.cli``."""
+
+from .app import main
+
+main()
