@@ -106,6 +106,17 @@ def test_no_module_imports_the_package_root() -> None:
     assert not offenders, offenders
 
 
+def test_import_contracts_hold() -> None:
+    """``.importlinter``: the same ladder as a layers contract, and no import cycle between siblings at any depth
+    (checked by import-linter, a well-kept tool, on the import graph grimp builds from the source)."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    if not lint_imports.exists():
+        pytest.skip("import-linter is not installed (it is in the dev extra: make test installs it)")
+    done = subprocess.run([str(lint_imports), "--no-cache"], cwd=PACKAGE.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 kept, 0 broken" in done.stdout
+
+
 def _loaded_after(statement: str) -> set[str]:
     code = f"import sys; {statement}; print('\\n'.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

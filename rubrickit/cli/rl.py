@@ -138,8 +138,9 @@ def serve(
     from pydantic import ValidationError
 
     from rubrickit.integrations.openrlhf import END_TOKENS, RecoveryOptions
-    from rubrickit.integrations.server import ServeOptions, build_scorer, serve_workers, setup_logging
+    from rubrickit.integrations.server import ServeOptions, build_scorer, setup_logging
     from rubrickit.integrations.server import serve as run_server
+    from rubrickit.integrations.workers import serve_workers
 
     if label_as not in ("auto", "reference", "prompt_id", "rubric", "ignore"):
         raise RubrickitError(f"--label-as {label_as!r}: use auto, reference, prompt_id, rubric or ignore")

@@ -22,9 +22,9 @@ requests and what it has done, and which worker process (``worker``, ``pid``) an
 - **Shutdown.** SIGTERM or SIGINT: new requests are refused (503 while the listening socket closes, then connection
   refused), every admitted request is finished and answered (up to ``drain_timeout``), the judge is closed, and
   the process exits 0.
-- **Replicas.** :func:`serve_workers` runs several worker processes on one listening socket (``rubrickit serve
-  --workers N``; :mod:`rubrickit.integrations._workers`): each builds its own scorer, the judge cache file is
-  shared, and a worker that dies is restarted.
+- **Replicas.** :func:`rubrickit.integrations.workers.serve_workers` runs several worker processes on one
+  listening socket (``rubrickit serve --workers N``): each builds its own scorer, the judge cache file is shared,
+  and a worker that dies is restarted.
 - **Logs.** One line per request (status, samples, rewards, seconds; never the body, headers or query string), a
   warning per sample not scored with the reason; the token, API keys and URL credentials are redacted.
 """
@@ -68,7 +68,7 @@ except ImportError as _error:  # pragma: no cover - the serve extra is missing
     raise MissingDependencyError("rubrickit serve needs fastapi and uvicorn: pip install 'rubrickit[serve]'") \
         from _error
 
-__all__ = ["BackgroundServer", "ServeOptions", "build_scorer", "create_app", "serve", "serve_workers",
+__all__ = ["BackgroundServer", "ServeOptions", "build_scorer", "create_app", "serve",
            "setup_logging"]
 
 log = logging.getLogger("rubrickit.serve")
@@ -456,30 +456,6 @@ def serve(scorer: RewardScorer, options: ServeOptions | None = None) -> None:
         sock.close()
     if server.force_exit:
         raise RubrickitError("forced to stop before every admitted request was answered")
-
-
-def serve_workers(workers: int, options: ServeOptions | None = None, *, log_level: str = "info",
-                  **scorer_args: Any) -> None:
-    """Serve with ``workers`` processes on one listening socket until SIGTERM/SIGINT (``rubrickit serve
-    --workers N``).
-
-    ``scorer_args`` are :func:`build_scorer`'s arguments (``rubric``, ``judge``, ``base_url``, judge and reward
-    options): each worker, a fresh ``spawn`` process, builds its own scorer from them, so they must pickle. The
-    arguments are checked here first (a bad rubric or judge is an error before any worker starts). A signal is
-    forwarded to every worker, each drains; this returns when all have exited, and raises
-    :class:`~rubrickit.errors.RubrickitError` when one did not exit cleanly or workers kept dying
-    (:mod:`rubrickit.integrations._workers`)."""
-    from ._workers import Supervisor  # it builds on this module
-
-    opts = options or ServeOptions()
-    if workers < 1:
-        raise RubrickitError(f"--workers {workers}: use at least 1")
-    build_scorer(**scorer_args).close()  # a bad rubric, judge spec or option fails here, once
-    sock = _bind(opts.host, opts.port)
-    try:
-        Supervisor(workers, opts, scorer_args, log_level, sock).run()
-    finally:
-        sock.close()
 
 
 class BackgroundServer:

@@ -37,6 +37,7 @@ from ..errors import RubrickitError
 from .server import (
     _NULL_REWARD_HINT,
     ServeOptions,
+    _bind,
     _config,
     _describe,
     _Server,
@@ -46,7 +47,7 @@ from .server import (
     setup_logging,
 )
 
-__all__ = ["RESTARTS_PER_WORKER", "STARTUP_FAILURE", "Supervisor"]
+__all__ = ["RESTARTS_PER_WORKER", "STARTUP_FAILURE", "Supervisor", "serve_workers"]
 
 log = logging.getLogger("rubrickit.serve")
 
@@ -291,3 +292,25 @@ class Supervisor:
                                   "not every worker stopped cleanly (admitted requests may have gone unanswered)")
                                  + ": " + "; ".join(bad))
         log.info("all %d workers stopped", self.count)
+
+
+def serve_workers(workers: int, options: ServeOptions | None = None, *, log_level: str = "info",
+                  **scorer_args: Any) -> None:
+    """Serve with ``workers`` processes on one listening socket until SIGTERM/SIGINT (``rubrickit serve
+    --workers N``).
+
+    ``scorer_args`` are :func:`build_scorer`'s arguments (``rubric``, ``judge``, ``base_url``, judge and reward
+    options): each worker, a fresh ``spawn`` process, builds its own scorer from them, so they must pickle. The
+    arguments are checked here first (a bad rubric or judge is an error before any worker starts). A signal is
+    forwarded to every worker, each drains; this returns when all have exited, and raises
+    :class:`~rubrickit.errors.RubrickitError` when one did not exit cleanly or workers kept dying
+    (:class:`Supervisor`)."""
+    opts = options or ServeOptions()
+    if workers < 1:
+        raise RubrickitError(f"--workers {workers}: use at least 1")
+    build_scorer(**scorer_args).close()  # a bad rubric, judge spec or option fails here, once
+    sock = _bind(opts.host, opts.port)
+    try:
+        Supervisor(workers, opts, scorer_args, log_level, sock).run()
+    finally:
+        sock.close()
