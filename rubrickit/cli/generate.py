@@ -11,7 +11,18 @@ from typing import Annotated, Any
 import typer
 
 from rubrickit.cli import render as render
-from rubrickit.cli.options import AllowEmptyOpt, handled, parse_mapping
+from rubrickit.cli.options import (
+    AllowEmptyOpt,
+    AuthoringJudgeOpt,
+    CacheDirOpt,
+    ConcurrencyOpt,
+    ForceOpt,
+    JudgeBaseUrlOpt,
+    JudgeModeOpt,
+    MapOpt,
+    handled,
+    parse_mapping,
+)
 from rubrickit.generate import METHODS, generate
 
 generate_app = typer.Typer(name="generate", help="Generate rubrics from preference data or references (DESIGN §7).",
@@ -21,25 +32,15 @@ DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Pairs (prompt, resp
                                        "chosen/rejected, ranked `responses` lists, prompt+reference; JSONL/CSV/HF.")]
 GeneratorOpt = Annotated[str | None, typer.Option("--generator", "-g", envvar="RUBRICKIT_GENERATOR",
                                                   help="Spec of the model that writes rubrics (default: embedded).")]
-JudgeOpt = Annotated[str | None, typer.Option("--judge", "-j", envvar="RUBRICKIT_JUDGE",
-                                              help="Spec of the judge used while generating (default: embedded).")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output: *.rubrics.jsonl (per prompt) or *.yaml (general).")]
+RubricOutOpt = Annotated[Path, typer.Option("--out", "-o",
+                                            help="Output: *.rubrics.jsonl (per prompt) or *.yaml (general).")]
 GenBaseUrlOpt = Annotated[str | None, typer.Option("--generator-base-url", help="OpenAI-compatible server for "
                                                    "the generator.")]
-JudgeBaseUrlOpt = Annotated[str | None, typer.Option("--judge-base-url", help="OpenAI-compatible server for the "
-                                                     "judge.")]
-JudgeModeOpt = Annotated[str | None, typer.Option("--judge-mode", help="Judge mode for pointwise checks "
-                                                  "(per_criterion, logprob, …).")]
 CompareOpt = Annotated[str, typer.Option("--compare", help="How rubrics judge labelled pairs: pairwise (both orders) "
                                          "or pointwise (score both, compare rewards).")]
-MapOpt = Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN: read FIELD from COLUMN (repeat).")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", "-n", help="Use the first N prompts only.")]
-CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="RUBRICKIT_CACHE_DIR",
-                                                  help="Model-call cache folder.")]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", help="Calls in flight at once.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Generator sampling temperature.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Generator reply budget.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 EmbeddingOpt = Annotated[str | None, typer.Option("--embedding-model", help="sentence-transformers model folder "
                                                   "(default: bundled all-MiniLM-L6-v2).")]
 
@@ -56,12 +57,12 @@ def _run(method: str, common: dict[str, Any], **options: Any) -> None:
 
 def _common(data: Path, out: Path, generator: str | None, judge: str | None, generator_base_url: str | None,
             judge_base_url: str | None, judge_mode: str | None, compare: str, map: list[str] | None,  # noqa: A002
-            limit: int | None, cache_dir: Path | None, concurrency: int, temperature: float, max_tokens: int,
+            limit: int | None, cache_dir: Path | None, concurrency: int | None, temperature: float, max_tokens: int,
             force: bool) -> dict[str, Any]:
     return dict(data=data, out=out, generator=generator, judge=judge, generator_base_url=generator_base_url,
                 judge_base_url=judge_base_url, judge_mode=judge_mode, compare=compare, map=map, limit=limit,
-                cache_dir=cache_dir, concurrency=concurrency, temperature=temperature, max_tokens=max_tokens,
-                force=force)
+                cache_dir=cache_dir, concurrency=8 if concurrency is None else concurrency, temperature=temperature,
+                max_tokens=max_tokens, force=force)
 
 
 # Every command takes the same shared options (in this order), then its own.
@@ -72,10 +73,10 @@ def _shared_doc(method: str) -> str:
 @generate_app.command("contrastive", help=_shared_doc("contrastive"))
 @handled
 def contrastive(
-    data: DataOpt, out: OutOpt, generator: GeneratorOpt = None, judge: JudgeOpt = None,
+    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
+    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
     max_tries: Annotated[int, typer.Option("--max-tries", help="Rejection-sampling bound per prompt.")] = 3,
     keep_inconsistent: Annotated[bool, typer.Option("--keep-inconsistent", help="Keep the last attempt of a prompt "
@@ -95,10 +96,10 @@ def contrastive(
 @generate_app.command("per", help=_shared_doc("per"))
 @handled
 def per(
-    data: DataOpt, out: OutOpt, generator: GeneratorOpt = None, judge: JudgeOpt = None,
+    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
+    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, embedding_model: EmbeddingOpt = None,
     allow_empty: AllowEmptyOpt = False,
     max_criteria: Annotated[int, typer.Option("--max-criteria", help="N: criteria proposed per pair.")] = 5,
@@ -125,10 +126,10 @@ def per(
 @generate_app.command("decompose", help=_shared_doc("decompose"))
 @handled
 def decompose(
-    data: DataOpt, out: OutOpt, generator: GeneratorOpt = None, judge: JudgeOpt = None,
+    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
+    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, embedding_model: EmbeddingOpt = None,
     allow_empty: AllowEmptyOpt = False,
     n: Annotated[int, typer.Option("--n", help="Decompose a rubric satisfied by more than n responses.")] = 2,
@@ -152,10 +153,10 @@ def decompose(
 @generate_app.command("reference", help=_shared_doc("reference"))
 @handled
 def reference(
-    data: DataOpt, out: OutOpt, generator: GeneratorOpt = None, judge: JudgeOpt = None,
+    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
+    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
     min_items: Annotated[int, typer.Option("--min-items", help="Fewest items per rubric.")] = 7,
     max_items: Annotated[int, typer.Option("--max-items", help="Most items per rubric.")] = 20,
@@ -171,10 +172,10 @@ def reference(
 @generate_app.command("tail", help=_shared_doc("tail"))
 @handled
 def tail(
-    data: DataOpt, out: OutOpt, generator: GeneratorOpt = None, judge: JudgeOpt = None,
+    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
     generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
     compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8, temperature: TemperatureOpt = 0.7,
+    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
     max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
     rubric: Annotated[Path | None, typer.Option("--rubric", "-r", help="Starting rubric or rubric set (default: "
                                                 "proposed from each prompt).")] = None,

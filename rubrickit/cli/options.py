@@ -182,3 +182,16 @@ def parse_mapping(values: list[str] | None) -> dict[str, str] | None:
     return mapping or None
 
 
+# Options of the authoring commands (generate, refine, weight): their judge checks candidates rather than scoring data.
+AuthoringJudgeOpt = Annotated[
+    str | None,
+    typer.Option("--judge", "-j", envvar="RUBRICKIT_JUDGE",
+                 help="Spec of the judge that checks candidates: verdicts, comparisons, themes (default: embedded)."),
+]
+JudgeBaseUrlOpt = Annotated[
+    str | None, typer.Option("--judge-base-url", help="OpenAI-compatible server for the judge.")
+]
+JudgeModeOpt = Annotated[
+    str | None, typer.Option("--judge-mode", help="Judge mode for verdicts and pointwise checks (per_criterion, "
+                                                  "logprob, …).")
+]

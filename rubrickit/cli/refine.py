@@ -8,30 +8,31 @@ from typing import Annotated
 import typer
 
 from rubrickit.cli import render_refine as render
-from rubrickit.cli.options import AllowEmptyOpt, handled
+from rubrickit.cli.options import (
+    AllowEmptyOpt,
+    AuthoringJudgeOpt,
+    CacheDirOpt,
+    ForceOpt,
+    JudgeBaseUrlOpt,
+    JudgeModeOpt,
+    handled,
+)
 from rubrickit.refine import WEIGHT_METHODS, refine_file, weight_file
 
 commands = typer.Typer()
 
 
 InArg = Annotated[Path, typer.Argument(help="A rubric (YAML) or a rubric set (JSONL), refined per rubric.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output rubric (YAML) or rubric set (JSONL).")]
-JudgeOpt = Annotated[str | None, typer.Option("--judge", "-j", envvar="RUBRICKIT_JUDGE",
-                                              help="Judge for verdicts, comparisons and themes (default: embedded).")]
-JudgeModeOpt = Annotated[str | None, typer.Option("--judge-mode", help="Judge mode for verdicts (per_criterion, "
-                                                  "logprob, …).")]
-JudgeUrlOpt = Annotated[str | None, typer.Option("--judge-base-url", help="OpenAI-compatible server for the judge.")]
+RefinedOutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output rubric (YAML) or rubric set (JSONL).")]
 VerdictsOpt = Annotated[Path | None, typer.Option("--verdicts", help="Precomputed score records (JSONL); pair "
                                                   "responses are items <pair id>/A and <pair id>/B.")]
-CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", envvar="RUBRICKIT_CACHE_DIR", help="Judge cache folder.")]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
 
 
 @commands.command()
 @handled
 def refine(
-    source: InArg, out: OutOpt = None,
+    source: InArg, out: RefinedOutOpt = None,
     dedup: Annotated[bool, typer.Option("--dedup", help="Remove near-duplicate criteria (embedding cosine).")] = False,
     dedup_threshold: Annotated[float, typer.Option("--dedup-threshold", help="Cosine at or above which two criteria "
                                                    "are duplicates.")] = 0.9,
@@ -51,8 +52,8 @@ def refine(
     epsilon: Annotated[float, typer.Option("--epsilon", help="Coding-rate distortion epsilon.")] = 0.3,
     min_gain: Annotated[float, typer.Option("--min-gain", help="Stop when the gain stays below this twice.")] = 0.002,
     structure: Annotated[str | None, typer.Option("--structure", help="themes: Theme-Tips structuring.")] = None,
-    judge: JudgeOpt = None, judge_base_url: JudgeUrlOpt = None, judge_mode: JudgeModeOpt = None,
-    verdicts: VerdictsOpt = None, cache_dir: CacheOpt = None, dry_run: DryOpt = False, force: ForceOpt = False,
+    judge: AuthoringJudgeOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
+    verdicts: VerdictsOpt = None, cache_dir: CacheDirOpt = None, dry_run: DryOpt = False, force: ForceOpt = False,
     allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Filter, select and structure criteria; every step says what it removed and why."""
@@ -70,7 +71,7 @@ def refine(
 @commands.command()
 @handled
 def weight(
-    source: InArg, out: OutOpt = None,
+    source: InArg, out: RefinedOutOpt = None,
     method: Annotated[str, typer.Option("--method", help=f"{' | '.join(WEIGHT_METHODS)}.")] = "uniform",
     verdicts: VerdictsOpt = None,
     pairs: Annotated[Path | None, typer.Option("--pairs", help="Labelled pairs (learned; whitened judges their "
@@ -82,8 +83,8 @@ def weight(
     ridge: Annotated[float, typer.Option("--ridge", help="Whitened: ridge added to the covariance.")] = 0.1,
     l2: Annotated[float, typer.Option("--l2", help="Learned: L2 penalty.")] = 1.0,
     folds: Annotated[int, typer.Option("--folds", help="Learned: k of the held-out accuracy.")] = 5,
-    judge: JudgeOpt = None, judge_base_url: JudgeUrlOpt = None, judge_mode: JudgeModeOpt = None,
-    cache_dir: CacheOpt = None, dry_run: DryOpt = False, force: ForceOpt = False,
+    judge: AuthoringJudgeOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
+    cache_dir: CacheDirOpt = None, dry_run: DryOpt = False, force: ForceOpt = False,
     allow_empty: AllowEmptyOpt = False,
 ) -> None:
     """Set criterion weights: uniform, category map, whitened (from verdicts) or learned (from labelled pairs)."""
