@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import rubrickit.rubric as rubric_module
+import rubrickit.rubric.model as rubric_module
 from rubrickit.backends.fake import FakeBackend
 from rubrickit.judge import Judge
 from rubrickit.rubric import Criterion, Rubric

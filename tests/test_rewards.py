@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from rubrickit import aggregate
 from rubrickit.errors import JudgeUnavailableError, RubricError
 from rubrickit.judge import score_files
 from rubrickit.rewards import RewardError, RewardOptions, RewardScorer, inline_rubric
 from rubrickit.rewards.rank import preference_pairs, rank_files
 from rubrickit.rubric import RubricSet, load_rubric, parse_rubric
-from rubrickit.rubric import aggregation as aggregate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oai_server import Fault, OAIServer, Reply, default_reply  # noqa: E402
