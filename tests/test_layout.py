@@ -152,3 +152,18 @@ def test_module_names_are_not_shadowed_by_functions() -> None:
 
     clashes = [n for n in rubrickit.__all__ if (PACKAGE / f"{n}.py").exists() or (PACKAGE / n).is_dir()]
     assert not clashes
+
+
+def test_the_root_type_checking_imports_match_its_lazy_exports() -> None:
+    """The ``TYPE_CHECKING`` block (what IDEs see) names the same objects as ``_EXPORTS`` (what runs)."""
+    import rubrickit
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test))
+    seen = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom)
+        for alias in node.names:
+            module = "." * node.level + (node.module or "")
+            seen[alias.asname or alias.name] = module if alias.asname is None else f"{module}:{alias.name}"
+    assert seen == rubrickit._EXPORTS
