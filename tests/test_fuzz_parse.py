@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from rubrickit.backends.base import Capabilities, Completion
 from rubrickit.data.items import DataItem, PairItem
 from rubrickit.errors import RubrickitError
+from rubrickit.judge import _objects
 from rubrickit.judge.modes import read_reply
 from rubrickit.judge.parse import ParseError, VerdictReply, WinnerReply, json_objects
 from rubrickit.judge.prompts import PromptLibrary
@@ -135,6 +136,17 @@ def test_json_values_in_prose_read_or_raise_parse_error(parts: list[tuple[str, A
     text = "".join(before + json.dumps(value, ensure_ascii=False) for before, value in parts) + tail
     for name in READERS:
         outcome(name, text)
+
+
+@FUZZ
+@given(st.lists(st.tuples(AROUND | JSONISH, JSON_VALUES), min_size=1, max_size=4), AROUND | JSONISH)
+@example([("", {"rationale": "x" * 3000, "verdict": "met"})], "")  # longer than the quick decode's window
+def test_the_quick_decode_finds_the_objects_the_brace_pass_finds(parts: list[tuple[str, Any]], tail: str) -> None:
+    text = "".join(before + json.dumps(value, ensure_ascii=False) for before, value in parts) + tail
+    quick = _objects.scan(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_objects, "_QUICK_WINDOW", 0)  # every candidate goes through Braces
+        assert _objects.scan(text) == quick
 
 
 UNCLOSED = st.sampled_from(['{"ab":', '{"x": "', "{'verdict': ", '{"verdict": "met", ', '{"a": [1, {"b":', "{"])

@@ -5,7 +5,9 @@ unfinished. A candidate is a ``{`` followed by a quote (where an object with str
 answers). A balanced ``{…}`` (its closing brace from :class:`Braces`) is decoded once — strict JSON, else
 near-JSON (trailing commas, Python-style literals) — and skipped whole whether it decoded or not, so nothing
 nested inside it is a candidate of its own. That, the brace bookkeeping and work budgets keep a megabyte of
-``{`` or ``[`` or nested objects from taking quadratic time.
+``{`` or ``[`` or nested objects from taking quadratic time. Most answers are short strict JSON, so a candidate is
+first decoded straight from its brace within a short window (same object, same end), and only the rest ask
+:class:`Braces`; what failed quick decodes may spend is budgeted too.
 
 A ``{`` that never closes leaves the text *unfinished* (cut off by ``max_tokens``) only when the rest of the text
 is a well-formed object prefix (:func:`runs_to_the_end`): an unclosed ``{"key":`` quoted from a judged response
@@ -34,6 +36,8 @@ _CANDIDATE = re.compile(r"\{(?=\s*[\"'\u201c])")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _LENIENT_LIMIT = 200_000
 """Longest ``{…}`` the near-JSON repair is tried on."""
+_QUICK_WINDOW = 2_048
+"""Characters of a candidate the quick strict-JSON decode reads before :class:`Braces` is asked."""
 
 
 class DecodedObject(dict):  # type: ignore[type-arg]
@@ -65,7 +69,10 @@ class Braces:
     answered from the record. Work is bounded by a budget; past it an unrecorded brace counts as unclosed.
     """
 
-    _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[{}]', re.DOTALL)
+    _NEXT = re.compile(r'(?:[^{}"]++|"(?:[^"\\]++|\\.)*+"?+)*+([{}])', re.DOTALL)
+    """From where it is tried: past everything but braces (strings whole, an unclosed one to the end of the text),
+    to the next brace outside a string. Possessive, so a failed try costs one pass, never a backtrack; it is only
+    tried anchored (``match``), never searched, so a text with no brace left is read once, not once per position."""
 
     def __init__(self, text: str):
         self.text = text
@@ -80,17 +87,19 @@ class Braces:
             return None
         stack: list[int] = []
         stop = len(self.text)
-        for match in self._TOKENS.finditer(self.text, start):
-            token = match.group()
-            if token == "{":
-                stack.append(match.start())
-            elif token == "}":
+        match = self._NEXT.match(self.text, start)
+        while match is not None:
+            after = match.end()
+            if match.group(1) == "{":
+                stack.append(after - 1)
+            else:
                 if not stack:  # pragma: no cover - the pass starts at a "{"
                     break
-                self.ends[stack.pop()] = match.end()
+                self.ends[stack.pop()] = after
                 if not stack:
-                    stop = match.end()
+                    stop = after
                     break
+            match = self._NEXT.match(self.text, after)
         for opened in stack:
             self.ends[opened] = None
         self.budget -= stop - start
@@ -208,9 +217,23 @@ def scan(text: str) -> tuple[list[Span], bool]:
     spans: list[Span] = []
     braces = Braces(text)
     budget = len(text) + 10_000  # characters :func:`runs_to_the_end` may read in all
+    quick = 2 * len(text) + 10_000  # characters the quick decode may spend on candidates it fails on
     match = _CANDIDATE.search(text)
     while match is not None:
         start = match.start()
+        if quick > 0:
+            # Most answers are short strict JSON: decode a window from the brace directly. Its end is where
+            # :class:`Braces` would close it (strict JSON strings tokenize alike). A failure costs at most the window
+            # (the slice keeps a decode error from counting the lines of the text before it), charged to ``quick``.
+            window = text[start:start + _QUICK_WINDOW]
+            try:
+                value, length = _DECODER.raw_decode(window)
+            except (json.JSONDecodeError, RecursionError):
+                quick -= len(window)
+            else:
+                spans.append(Span(start, start + length, value))
+                match = _CANDIDATE.search(text, start + length)
+                continue
         end = braces.end(start)
         if end is None:
             if OBJECT_START.match(text, start):

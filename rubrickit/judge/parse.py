@@ -56,6 +56,7 @@ punctuation dropped; other look-alike characters, e.g. a Cyrillic ``ะต`` in ``mะ
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -151,10 +152,19 @@ _NA_WORDS = {"not applicable", "n/a", "na", "n.a", "inapplicable", "none", "null
 _STRIP = " \t\r\n\"'`*.,;:!<>"
 
 
-def _norm(value: str) -> str:
+def _normalized(value: str) -> str:
     text = unicodedata.normalize("NFKC", value).casefold()
     text = text.replace("_", " ").replace("-", " ")
     return " ".join(text.split()).strip(_STRIP)
+
+
+_norm_short = functools.lru_cache(maxsize=4096)(_normalized)
+"""Keys and answer words repeat across a reply's objects: cached, but only for short strings (a long value would
+stay in memory)."""
+
+
+def _norm(value: str) -> str:
+    return _norm_short(value) if len(value) <= 64 else _normalized(value)
 
 
 def normalize_verdict(value: object) -> JudgeVerdict | None:
