@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rubrickit.cli import render_eval as render
 from rubrickit.cli.options import (
-    ActorCpusOpt,
-    ActorGpusOpt,
-    ActorsOpt,
     AllowEmptyOpt,
-    BaseUrlOpt,
-    CacheDirOpt,
-    ConcurrencyOpt,
-    EngineOpt,
     ForceOpt,
-    JudgeOpt,
-    MaxOutageOpt,
-    MaxRetriesOpt,
-    ModeOpt,
-    NoCacheOpt,
-    RayAddressOpt,
-    TimeoutOpt,
-    TransportOpt,
     handled,
+    judge_call,
     parse_mapping,
-    ray_options,
-    transport_choice,
+    ray_scale,
+    with_options,
 )
 
 
@@ -42,9 +28,11 @@ commands = typer.Typer()
 
 @commands.command("eval")
 @handled
+@with_options(judge_call, into="call")
+@with_options(ray_scale, into="scale")
 def eval_command(
     data: Annotated[list[Path], typer.Option("--data", "-d", help="Pair files (JSONL/CSV/HF on disk); repeatable.")],
-    judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None,
+    call: dict[str, Any],
     rubric: Annotated[str, typer.Option("--rubric", "-r", help="none, a rubric/rubric-set PATH, or "
                                         "generate:METHOD (label-free: decompose, reference, tail).")] = "none",
     compare_rubrics: Annotated[str | None, typer.Option(
@@ -61,27 +49,18 @@ def eval_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="metrics.json")] = None,
     records: Annotated[Path | None, typer.Option("--records", help="Records JSONL (for rubrickit report).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Self-contained HTML report.")] = None,
-    concurrency: ConcurrencyOpt = None, cache_dir: CacheDirOpt = None, no_cache: NoCacheOpt = False,
     force: ForceOpt = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and the order probe.")] = 0,
-    timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
-    transport: TransportOpt = None, allow_empty: AllowEmptyOpt = False,
-    engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
-    actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None,
+    allow_empty: AllowEmptyOpt = False, scale: Any = None,
 ) -> None:
     """Evaluate a judge against gold pair labels: accuracy, consistency, κ, intervals, calibration, probes."""
     from rubrickit import evaluate
 
-    scale = ray_options(engine, ray_address, actors, actor_cpus, actor_gpus)
-
     rubrics = _split([compare_rubrics]) if compare_rubrics else [rubric]
-    result = evaluate(data, judge=judge, base_url=base_url, rubrics=rubrics, rubric_mode=rubric_mode, limit=limit,
+    result = evaluate(data, rubrics=rubrics, rubric_mode=rubric_mode, limit=limit,
                       swap=swap, probes=_split(probes), probe_limit=probe_limit, mapping=parse_mapping(mapping),
-                      out=out, records=records, report=report, force=force, seed=seed, mode=mode,
-                      concurrency=concurrency, cache_dir=cache_dir, use_cache=False if no_cache else None,
-                      timeout=timeout, max_retries=max_retries, max_outage=max_outage, allow_empty=allow_empty,
-                      transport=transport_choice(transport),
-                      ray_options=scale)
+                      out=out, records=records, report=report, force=force, seed=seed, allow_empty=allow_empty,
+                      ray_options=scale, **call)
     if not result.runs:
         return  # --allow-empty and no pairs: warned, nothing judged or written
     summary = result.metrics.get("configs") or {result.runs[0].config: result.metrics}

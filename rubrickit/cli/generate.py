@@ -1,6 +1,7 @@
 """``rubrickit generate METHOD``: one command per generation method, all calling :func:`rubrickit.generate.generate`.
 
-Registered by :mod:`rubrickit.cli.app`; options shared by every method are defined once here.
+Registered by :mod:`rubrickit.cli.app`; the options every method takes are one group, :func:`generation`, given to
+each command by :func:`rubrickit.cli.options.with_options`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rubrickit.cli.options import (
     MapOpt,
     handled,
     parse_mapping,
+    with_options,
 )
 from rubrickit.generate import METHODS, generate
 
@@ -45,9 +47,21 @@ EmbeddingOpt = Annotated[str | None, typer.Option("--embedding-model", help="sen
                                                   "(default: bundled all-MiniLM-L6-v2).")]
 
 
+def generation(data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
+               generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None,
+               judge_mode: JudgeModeOpt = None, compare: CompareOpt = "pairwise", map: MapOpt = None,  # noqa: A002
+               limit: LimitOpt = None, cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = 8,
+               temperature: TemperatureOpt = 0.7, max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False,
+               allow_empty: AllowEmptyOpt = False) -> dict[str, Any]:
+    """The options every generation method takes: keyword arguments of :func:`rubrickit.generate.generate`."""
+    return dict(data=data, out=out, generator=generator, judge=judge, generator_base_url=generator_base_url,
+                judge_base_url=judge_base_url, judge_mode=judge_mode, compare=compare, mapping=parse_mapping(map),
+                limit=limit, cache_dir=cache_dir, concurrency=concurrency, temperature=temperature,
+                max_tokens=max_tokens, force=force, allow_empty=allow_empty)
+
+
 def _run(method: str, common: dict[str, Any], **options: Any) -> None:
     common = dict(common)
-    common["mapping"] = parse_mapping(common.pop("map"))
     data, out = common.pop("data"), common.pop("out")
     result = generate(method, data, out=out, **common, **options)
     if result.extra.get("empty_input"):
@@ -55,29 +69,11 @@ def _run(method: str, common: dict[str, Any], **options: Any) -> None:
     render.generation(result, out, extra_outputs=[str(p) for p in [options.get("per_pair_out")] if p])
 
 
-def _common(data: Path, out: Path, generator: str | None, judge: str | None, generator_base_url: str | None,
-            judge_base_url: str | None, judge_mode: str | None, compare: str, map: list[str] | None,  # noqa: A002
-            limit: int | None, cache_dir: Path | None, concurrency: int | None, temperature: float, max_tokens: int,
-            force: bool) -> dict[str, Any]:
-    return dict(data=data, out=out, generator=generator, judge=judge, generator_base_url=generator_base_url,
-                judge_base_url=judge_base_url, judge_mode=judge_mode, compare=compare, map=map, limit=limit,
-                cache_dir=cache_dir, concurrency=8 if concurrency is None else concurrency, temperature=temperature,
-                max_tokens=max_tokens, force=force)
-
-
-# Every command takes the same shared options (in this order), then its own.
-def _shared_doc(method: str) -> str:
-    return METHODS[method]
-
-
-@generate_app.command("contrastive", help=_shared_doc("contrastive"))
+@generate_app.command("contrastive", help=METHODS["contrastive"])
 @handled
+@with_options(generation, into="common")
 def contrastive(
-    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
-    generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
-    compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
+    common: dict[str, Any],
     max_tries: Annotated[int, typer.Option("--max-tries", help="Rejection-sampling bound per prompt.")] = 3,
     keep_inconsistent: Annotated[bool, typer.Option("--keep-inconsistent", help="Keep the last attempt of a prompt "
                                                     "that never recovered its labels (marked in provenance).")] = False,
@@ -87,21 +83,15 @@ def contrastive(
                                                 "is at least this (and the pair itself is right).")] = 0.5,
 ) -> None:
     """OpenRubrics contrastive rubric generation (hard rules + principles, label-consistency filter)."""
-    _run("contrastive", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
-                                map, limit, cache_dir, concurrency, temperature, max_tokens, force),
-         allow_empty=allow_empty,
+    _run("contrastive", common,
          max_tries=max_tries, keep_inconsistent=keep_inconsistent, diagnose=diagnose, min_accuracy=min_accuracy)
 
 
-@generate_app.command("per", help=_shared_doc("per"))
+@generate_app.command("per", help=METHODS["per"])
 @handled
+@with_options(generation, into="common")
 def per(
-    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
-    generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
-    compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, embedding_model: EmbeddingOpt = None,
-    allow_empty: AllowEmptyOpt = False,
+    common: dict[str, Any], embedding_model: EmbeddingOpt = None,
     max_criteria: Annotated[int, typer.Option("--max-criteria", help="N: criteria proposed per pair.")] = 5,
     max_rounds: Annotated[int, typer.Option("--max-rounds", help="Evaluate-revise rounds per pair.")] = 5,
     epsilon: Annotated[float, typer.Option("--epsilon", help="Coding-rate distortion ε.")] = 0.3,
@@ -115,23 +105,17 @@ def per(
                                                       "(rubric set JSONL).")] = None,
 ) -> None:
     """Auto-Rubric: propose-evaluate-revise per pair, coding-rate core set, Theme-Tips."""
-    _run("per", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
-                        map, limit, cache_dir, concurrency, temperature, max_tokens, force),
-         allow_empty=allow_empty,
+    _run("per", common,
          embedding_model=embedding_model, max_criteria=max_criteria, max_rounds=max_rounds, epsilon=epsilon,
          min_gain=min_gain, batch_size=batch_size, max_core=max_core, themes=themes, tips=tips,
          per_pair_out=per_pair_out)
 
 
-@generate_app.command("decompose", help=_shared_doc("decompose"))
+@generate_app.command("decompose", help=METHODS["decompose"])
 @handled
+@with_options(generation, into="common")
 def decompose(
-    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
-    generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
-    compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, embedding_model: EmbeddingOpt = None,
-    allow_empty: AllowEmptyOpt = False,
+    common: dict[str, Any], embedding_model: EmbeddingOpt = None,
     n: Annotated[int, typer.Option("--n", help="Decompose a rubric satisfied by more than n responses.")] = 2,
     max_depth: Annotated[int, typer.Option("--max-depth", help="Maximum decomposition depth.")] = 3,
     max_rejections: Annotated[int, typer.Option("--max-rejections", help="Stop after this many rejections.")] = 15,
@@ -143,46 +127,34 @@ def decompose(
     ridge: Annotated[float, typer.Option("--ridge", help="Ridge added to Σ for whitened weights.")] = 0.1,
 ) -> None:
     """RRD: recursive decomposition, misalignment/redundancy rejection, whitened-uniform weights."""
-    _run("decompose", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
-                              map, limit, cache_dir, concurrency, temperature, max_tokens, force),
-         allow_empty=allow_empty,
+    _run("decompose", common,
          embedding_model=embedding_model, n=n, max_depth=max_depth, max_rejections=max_rejections, overlap=overlap,
          policy=policy or [], samples=samples, ridge=ridge)
 
 
-@generate_app.command("reference", help=_shared_doc("reference"))
+@generate_app.command("reference", help=METHODS["reference"])
 @handled
+@with_options(generation, into="common")
 def reference(
-    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
-    generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
-    compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
+    common: dict[str, Any],
     min_items: Annotated[int, typer.Option("--min-items", help="Fewest items per rubric.")] = 7,
     max_items: Annotated[int, typer.Option("--max-items", help="Most items per rubric.")] = 20,
     max_tries: Annotated[int, typer.Option("--max-tries", help="Samples per prompt before skipping it.")] = 3,
 ) -> None:
     """Rubrics as Rewards: reference-guided checklists with categories, weights and explicit pitfalls."""
-    _run("reference", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
-                              map, limit, cache_dir, concurrency, temperature, max_tokens, force),
-         allow_empty=allow_empty,
+    _run("reference", common,
          min_items=min_items, max_items=max_items, max_tries=max_tries)
 
 
-@generate_app.command("tail", help=_shared_doc("tail"))
+@generate_app.command("tail", help=METHODS["tail"])
 @handled
+@with_options(generation, into="common")
 def tail(
-    data: DataOpt, out: RubricOutOpt, generator: GeneratorOpt = None, judge: AuthoringJudgeOpt = None,
-    generator_base_url: GenBaseUrlOpt = None, judge_base_url: JudgeBaseUrlOpt = None, judge_mode: JudgeModeOpt = None,
-    compare: CompareOpt = "pairwise", map: MapOpt = None, limit: LimitOpt = None,  # noqa: A002
-    cache_dir: CacheDirOpt = None, concurrency: ConcurrencyOpt = None, temperature: TemperatureOpt = 0.7,
-    max_tokens: MaxTokensOpt = 1024, force: ForceOpt = False, allow_empty: AllowEmptyOpt = False,
+    common: dict[str, Any],
     rubric: Annotated[Path | None, typer.Option("--rubric", "-r", help="Starting rubric or rubric set (default: "
                                                 "proposed from each prompt).")] = None,
     rounds: Annotated[int, typer.Option("--rounds", help="Refinement rounds.")] = 3,
 ) -> None:
     """Chasing the Tail: rewrite the rubric until it separates the top two strong responses."""
-    _run("tail", _common(data, out, generator, judge, generator_base_url, judge_base_url, judge_mode, compare,
-                         map, limit, cache_dir, concurrency, temperature, max_tokens, force),
-         allow_empty=allow_empty,
+    _run("tail", common,
          rubric=rubric, rounds=rounds)

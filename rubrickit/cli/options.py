@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -49,6 +50,36 @@ def handled(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def with_options(group: Callable[..., Any], *, into: str) -> Callable[[F], F]:
+    """Give a command every option of ``group``, a function whose parameters are typer options: the command's
+    parameter ``into`` is replaced by them in its signature (so in ``--help``, in that place), and the command is
+    called with ``into=group(**their values)``. Stack it for several groups. (inspect_ai's ``common_options`` does
+    the same for click.)"""
+    shared = list(inspect.signature(group, eval_str=True).parameters.values())
+    names = [param.name for param in shared]
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        own = list(signature.parameters.values())
+        where = [param.name for param in own].index(into)
+        clash = set(names) & {param.name for param in own}
+        if clash:
+            raise TypeError(f"{command.__name__}: options {sorted(clash)} are both its own and {group.__name__}'s")
+        parameters = own[:where] + shared + own[where + 1:]
+
+        @functools.wraps(command)
+        def wrapper(**values: Any) -> Any:
+            bundle = group(**{name: values.pop(name) for name in names})
+            return command(**values, **{into: bundle})
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {param.name: param.annotation for param in parameters}
+        wrapper.__annotations__["return"] = signature.return_annotation
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Rubric files or directories (searched recursively).")]
@@ -151,11 +182,6 @@ def ray_options(engine: str, address: str | None, actors: int, cpus: float | Non
     return RayOptions(address=address, actors=actors, num_cpus=cpus, num_gpus=gpus)
 
 
-def judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, repeat, timeout=None, max_retries=None,  # noqa: ANN001
-                   max_outage=None, transport=None) -> dict[str, Any]:  # noqa: ANN001
-    return {"mode": mode, "concurrency": concurrency, "rpm": rpm, "tpm": tpm, "cache_dir": cache_dir,
-            "use_cache": False if no_cache else None, "repeat": repeat, "timeout": timeout,
-            "max_retries": max_retries, "max_outage": max_outage, "transport": transport_choice(transport)}
 
 
 def transport_choice(transport: str | None) -> str | None:
@@ -195,3 +221,41 @@ JudgeModeOpt = Annotated[
     str | None, typer.Option("--judge-mode", help="Judge mode for verdicts and pointwise checks (per_criterion, "
                                                   "logprob, …).")
 ]
+
+
+# --------------------------------------------------------------------------- option groups (see with_options)
+
+
+def judge_call(judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None,
+               concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
+               cache_dir: CacheDirOpt = None, no_cache: NoCacheOpt = False, timeout: TimeoutOpt = None,
+               max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
+               transport: TransportOpt = None) -> dict[str, Any]:
+    """The judge and how it is called (score, compare, rank, eval, serve): keyword arguments of the run
+    functions (``None`` means the judge's default)."""
+    return {"judge": judge, "base_url": base_url, "mode": mode, "concurrency": concurrency, "rpm": rpm, "tpm": tpm,
+            "cache_dir": cache_dir, "use_cache": False if no_cache else None, "timeout": timeout,
+            "max_retries": max_retries, "max_outage": max_outage, "transport": transport_choice(transport)}
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a judging run writes and how it treats its inputs and errors (score, compare, rank)."""
+
+    arguments: dict[str, Any]
+    """``out``, ``resume``, ``force``, ``mapping``, ``allow_empty`` of the run functions."""
+    max_error_rate: float
+
+
+def run_files(out: OutOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
+              max_error_rate: MaxErrorRateOpt = 0.0, map: MapOpt = None,  # noqa: A002
+              allow_empty: AllowEmptyOpt = False) -> RunFiles:
+    """The output and input options of a judging run."""
+    return RunFiles({"out": out, "resume": resume, "force": force, "mapping": parse_mapping(map),
+                     "allow_empty": allow_empty}, max_error_rate)
+
+
+def ray_scale(engine: EngineOpt = "local", ray_address: RayAddressOpt = None, actors: ActorsOpt = 2,
+              actor_cpus: ActorCpusOpt = None, actor_gpus: ActorGpusOpt = None) -> Any:
+    """``--engine`` and the Ray pool's options: see :func:`ray_options`."""
+    return ray_options(engine, ray_address, actors, actor_cpus, actor_gpus)

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rubrickit.cli import render as render
-from rubrickit.cli.options import (
-    AllowEmptyOpt,
-    BaseUrlOpt,
-    CacheDirOpt,
-    ConcurrencyOpt,
-    ForceOpt,
-    JudgeOpt,
-    MapOpt,
-    MaxErrorRateOpt,
-    MaxOutageOpt,
-    MaxRetriesOpt,
-    ModeOpt,
-    NoCacheOpt,
-    OutOpt,
-    ResumeOpt,
-    RpmOpt,
-    TimeoutOpt,
-    TpmOpt,
-    TransportOpt,
-    handled,
-    judge_options,
-    parse_mapping,
-)
+from rubrickit.cli.options import RunFiles, handled, judge_call, run_files, with_options
 from rubrickit.errors import RubrickitError
 
 # --------------------------------------------------------------------------- rank (best-of-N)
@@ -41,12 +19,13 @@ commands = typer.Typer()
 
 @commands.command()
 @handled
+@with_options(judge_call, into="call")
+@with_options(run_files, into="files")
 def rank(
     rubric: Annotated[Path, typer.Option("--rubric", "-r", help="A rubric (YAML) or a rubric set (JSONL).")],
     data: Annotated[Path, typer.Option("--data", "-d", help="JSONL/CSV rows: prompt, responses (a list), id?, "
                                        "prompt_id?, reference?.")],
-    judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None, concurrency: ConcurrencyOpt = None,
-    rpm: RpmOpt = None, tpm: TpmOpt = None, out: OutOpt = None,
+    call: dict[str, Any], files: RunFiles,
     pairs_out: Annotated[Path | None, typer.Option(
         "--pairs-out", help="Write chosen/rejected pairs in TRL's DPO format (prompt, chosen, rejected).")] = None,
     pair_mode: Annotated[str, typer.Option(
@@ -56,26 +35,19 @@ def rank(
     min_coverage: Annotated[float | None, typer.Option(
         "--min-coverage", min=0.0, max=1.0,
         help="Rank a candidate with error verdicts when its coverage reaches this (default: never).")] = None,
-    cache_dir: CacheDirOpt = None, no_cache: NoCacheOpt = False, resume: ResumeOpt = False, force: ForceOpt = False,
-    timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None, max_outage: MaxOutageOpt = None,
-    max_error_rate: MaxErrorRateOpt = 0.0, map: MapOpt = None, allow_empty: AllowEmptyOpt = False,  # noqa: A002
-    transport: TransportOpt = None,
 ) -> None:
     """Best-of-N: score every candidate response of each row and rank them (optionally write DPO pairs)."""
     from rubrickit.rewards.rank import rank_files
 
     if pair_mode not in ("best-worst", "all"):
         raise RubrickitError(f"--pair-mode {pair_mode!r}: use best-worst or all")
-    result = rank_files(rubric, data, judge=judge, base_url=base_url, out=out, pairs_out=pairs_out,
-                        pair_mode=pair_mode, min_margin=min_margin, resume=resume, force=force,  # type: ignore[arg-type]
-                        mapping=parse_mapping(map), allow_empty=allow_empty, min_coverage=min_coverage,
-                        **judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache, None, timeout,
-                                         max_retries, max_outage, transport))
+    result = rank_files(rubric, data, pairs_out=pairs_out, pair_mode=pair_mode,  # type: ignore[arg-type]
+                        min_margin=min_margin, min_coverage=min_coverage, **files.arguments, **call)
     if not result.records and not result.resumed:
         return  # --allow-empty and no rows
     render.rank_summary(result)
     render.accounting(result.accounting)
-    result.raise_for_errors(max_error_rate)
+    result.raise_for_errors(files.max_error_rate)
 
 
 # --------------------------------------------------------------------------- serve (the HTTP reward server)
@@ -83,11 +55,12 @@ def rank(
 
 @commands.command()
 @handled
+@with_options(judge_call, into="call")
 def serve(
+    call: dict[str, Any],
     rubric: Annotated[Path | None, typer.Option(
         "--rubric", "-r", help="A rubric (YAML) or a rubric set (JSONL, picked by each label's prompt_id); omit it "
         "when every label carries its rubric.")] = None,
-    judge: JudgeOpt = None, base_url: BaseUrlOpt = None, mode: ModeOpt = None,
     host: Annotated[str, typer.Option("--host", envvar="RUBRICKIT_SERVE_HOST",
                                       help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", envvar="RUBRICKIT_SERVE_PORT", min=0, max=65535,
@@ -123,9 +96,6 @@ def serve(
     end_token: Annotated[list[str] | None, typer.Option(
         "--end-token", help="Token stripped from the end of responses (repeat; replaces the built-in list).")
     ] = None,
-    concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None, cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False, timeout: TimeoutOpt = None, max_retries: MaxRetriesOpt = None,
-    max_outage: MaxOutageOpt = None, transport: TransportOpt = None,
     drain_timeout: Annotated[float, typer.Option(
         "--drain-timeout", min=1.0, help="Seconds a shutdown waits for admitted requests.")] = 180.0,
     workers: Annotated[int, typer.Option(
@@ -153,10 +123,7 @@ def serve(
                                drain_timeout=drain_timeout, recovery=recovery)
     except ValidationError as exc:
         raise RubrickitError(f"--on-error {on_error!r}: {exc.errors()[0]['msg']}") from None
-    scorer_args = {"rubric": rubric, "judge": judge, "base_url": base_url, "min_coverage": min_coverage,
-                   "scale": scale, "shift": shift, **judge_options(mode, concurrency, rpm, tpm, cache_dir, no_cache,
-                                                                   None, timeout, max_retries, max_outage,
-                                                                   transport)}
+    scorer_args = {"rubric": rubric, "min_coverage": min_coverage, "scale": scale, "shift": shift, **call}
     if workers > 1:
         serve_workers(workers, options, log_level=log_level, **scorer_args)
     else:
