@@ -108,7 +108,7 @@ RULES: list[tuple[str, str, str | None]] = [
         "/ssl.py", "/socket.py", "/selectors.py", "asyncio/selector_events.py", "asyncio/streams.py",
         "asyncio/sslproto.py", "asyncio/transports.py")],
     *[("engine/rubrickit", f"rubrickit/judge/{name}.py", None) for name in (
-        "engine", "limits", "breaker", "retry", "accounting", "progress", "data")],
+        "engine", "loop", "streaming", "options", "limits", "breaker", "retry", "accounting", "progress", "data")],
     ("engine/asyncio", "/asyncio/", None),
     ("engine/asyncio", "/concurrent/", None),
     ("engine/asyncio", "/threading.py", None),

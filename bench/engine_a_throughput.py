@@ -440,7 +440,7 @@ def interpret_a(ideal: float, tasks: int, runs: list[dict[str, Any]], waits: dic
             f"The first request reaches the server {waits['startup']:.0f} ms after the run starts "
             f"({waits['startup'] / 10 / ideal:.0f}% of this 1-second ideal), a one-off cost per run. asyncio runs "
             "every ready task before it polls the sockets, and the engine starts a window of "
-            f"{2 * CONCURRENCY} items at once (`judge/engine.py` `_stream`), each rendering all its prompts "
+            f"{2 * CONCURRENCY} items at once (`judge/streaming.py` `stream_jobs`), each rendering all its prompts "
             "(`_score` → `TaskBuilder.item_tasks`) and hashing each request for dedup (`send`) before waiting for a "
             "concurrency slot"
             + (f": measured apart, rendering this run's 500 prompts takes {waits['render_ms']:.0f} ms and hashing "

@@ -181,27 +181,27 @@ class _Limits:
 def test_the_open_files_limit_is_raised_for_high_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
     import resource
 
-    from rubrickit.judge import engine
+    from rubrickit.judge import streaming
 
     limits = _Limits(1024, 65536)
     monkeypatch.setattr(resource, "getrlimit", limits.getrlimit)
     monkeypatch.setattr(resource, "setrlimit", limits.setrlimit)
-    engine._ensure_open_files(512)
+    streaming.ensure_open_files(512)
     assert limits.set == []  # 512 + spare fits under 1,024
-    engine._ensure_open_files(1024)
-    assert limits.set == [(1024 + engine._OPEN_FILES_SPARE, 65536)]
+    streaming.ensure_open_files(1024)
+    assert limits.set == [(1024 + streaming.OPEN_FILES_SPARE, 65536)]
 
 
 def test_a_hard_limit_too_low_for_the_concurrency_is_a_warning_naming_ulimit(monkeypatch: pytest.MonkeyPatch) -> None:
     import resource
 
-    from rubrickit.judge import engine
+    from rubrickit.judge import streaming
 
     limits = _Limits(256, 1024)
     monkeypatch.setattr(resource, "getrlimit", limits.getrlimit)
     monkeypatch.setattr(resource, "setrlimit", limits.setrlimit)
     with pytest.warns(RuntimeWarning, match=r"ulimit -n 2304"):
-        engine._ensure_open_files(2048)
+        streaming.ensure_open_files(2048)
     assert limits.value == (1024, 1024)  # raised as far as the hard limit allows
 
 

@@ -7,43 +7,30 @@ in flight and recently finished (one call, the answer fanned out), looks it up i
 concurrency slot and the rate limits, calls the backend with retries (batched for a
 :class:`~rubrickit.backends.base.BatchBackend`), re-asks a bounded number of times when the reply cannot be read,
 and records every failure as an ``error`` verdict — never as met, unmet or 0.
+
+This module holds :class:`Judge` (its public API and the path of one call: dedup, cache, limits, retries, re-asks);
+beside it, :mod:`.options` has :class:`JudgeOptions`, :mod:`.loop` the per-loop state and the sync facades' loop
+thread, and :mod:`.streaming` the bounded window of ``ascore_many``/``acompare_many``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import gc
-import os
-import threading
 import time
-import warnings
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, TypeVar
 
 from rubrickit.data.items import DataItem, PairItem, coerce_items, coerce_pairs
 from rubrickit.rubric.aggregation import score_record
 
-from ..backends.base import (
-    Backend,
-    BatchBackend,
-    ChoiceScorer,
-    Completion,
-    CompletionRequest,
-    FatalBackendError,
-)
-from ..errors import RubrickitError
+from ..backends.base import Backend, ChoiceScorer, Completion, CompletionRequest
 from ..rubric import Fingerprints, Rubric, RubricSet, ScoreRecord
 from .accounting import Accounting, Plan, estimate_tokens
 from .breaker import CircuitBreaker, is_outage
 from .cache import JudgeCache, cache_identity, default_cache_dir, templates_hash
 from .journal import Journal
-from .limits import RateLimiter
+from .loop import LoopState, Runner
 from .modes import (
     ChoiceScoring,
     ConditionalOutcome,
@@ -55,11 +42,12 @@ from .modes import (
     read_reply,
     task_verdicts,
 )
+from .options import JudgeModeError, JudgeOptions
 from .parse import ParseError
-from .progress import Progress
 from .prompts import PromptLibrary
 from .retry import RetryPolicy, call_with_retries
-from .tasks import Call, Mode, Task, TaskBuilder, assign_rubrics, build_plan
+from .streaming import check_journal, jobs_left, stream_jobs
+from .tasks import Call, Task, TaskBuilder, assign_rubrics, build_plan
 
 __all__ = ["Judge", "JudgeModeError", "JudgeOptions", "set_run_announcer"]
 
@@ -72,6 +60,7 @@ def set_run_announcer(announce: Callable[[str], object] | None) -> None:
     global _announcer
     _announcer = announce
 
+
 T = TypeVar("T")
 Rubrics = Rubric | RubricSet | Sequence[Rubric]
 
@@ -81,280 +70,6 @@ finished, where repeats come from: a condition shared by criteria, the orders of
 by the persistent cache (or asked again with the cache off). Bounded so a long job's memory stays flat
 (bench/RESULTS-memory.md); 50,000 held about 1 KiB per finished call."""
 _timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
-
-
-class JudgeModeError(RubrickitError, ValueError):
-    """The judge cannot do what the options ask (e.g. logprob mode on a backend without logprobs)."""
-
-
-def _env_number(name: str, kind: type) -> Any:
-    """The number in environment variable ``name`` (``None`` when unset), or a clear error naming it."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise RubrickitError(f"environment variable {name}={raw!r}: expected a number") from None
-
-
-class JudgeOptions(BaseModel):
-    """How the engine judges: mode, limits, retries, cache, repeats. Immutable; copy with overrides."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
-
-    mode: Mode | None = None
-    """``per_criterion`` (one call per response × criterion), ``per_response`` (one call per response),
-    ``logprob`` (one-token Yes/No with probabilities), ``likert`` (expected level of scale criteria from digit
-    probabilities), ``holistic`` (one 1–10 rating per response). ``None``: the backend's default
-    (``Capabilities.default_mode``: ``logprob`` on the embedded judge, ``per_criterion`` elsewhere); the
-    :class:`Judge` fills it in, so ``judge.options.mode`` is always set."""
-    concurrency: int = Field(16, ge=1)
-    """Backend calls in flight at once."""
-    rpm: float | None = Field(None, gt=0)
-    """Requests per minute (``None``: no limit)."""
-    tpm: float | None = Field(None, gt=0)
-    """Tokens per minute, prompt + generated (``None``: no limit)."""
-    max_tokens: int = Field(512, ge=1)
-    """Upper bound on the judge's reply (one-token modes ask for 1)."""
-    temperature: float = Field(0.0, ge=0.0)
-    """Sampling temperature; raise it with ``repeat`` to estimate judge variance."""
-    reasks: int = Field(2, ge=0)
-    """Re-asks after an unreadable reply before the verdict becomes an error."""
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    """Retries of failing calls (backoff, jitter, Retry-After)."""
-    max_retries: int | None = Field(default_factory=lambda: _env_number("RUBRICKIT_MAX_RETRIES", int), ge=0)
-    """Retries of a failing call before its verdict becomes an error (``None``: ``retry.max_attempts`` − 1 = 5).
-    Default from ``RUBRICKIT_MAX_RETRIES``."""
-    timeout: float | None = Field(default_factory=lambda: _env_number("RUBRICKIT_TIMEOUT", float), gt=0)
-    """Seconds one backend call may take before it is abandoned and retried (``None``: the backend's own limit,
-    60 s for API backends). Also sets the HTTP time-out of ``openai:`` and ``litellm:`` judges. Default from
-    ``RUBRICKIT_TIMEOUT``."""
-    transport: Literal["lean", "sdk"] | None = None
-    """HTTP client of ``openai:`` judges: ``lean`` (a pooled aiohttp client sending plain JSON) or ``sdk`` (the
-    ``openai`` SDK). ``None``: ``$RUBRICKIT_TRANSPORT``, else ``lean``."""
-    max_outage: float = Field(default_factory=lambda: _env_number("RUBRICKIT_MAX_OUTAGE", float) or 120.0, gt=0)
-    """Seconds the judge may stay unreachable (most recent calls failing with connection errors, time-outs or
-    5xx, the circuit breaker open and its probes failing) before the run stops with
-    :class:`~rubrickit.errors.JudgeUnavailableError`. Default from ``RUBRICKIT_MAX_OUTAGE``, else 120."""
-    cache_dir: Path | None = None
-    """Folder of the persistent judge cache (``None``: ``$RUBRICKIT_CACHE_DIR`` or ``~/.cache/rubrickit``)."""
-    use_cache: bool = True
-    """Look answers up in (and add them to) the persistent cache."""
-    repeat: int = Field(1, ge=1)
-    """Judge every item this many times (repeat r > 0 gets its own seed and cache entries)."""
-    pairwise_fallback: bool = True
-    """When a rubric comparison ties, let a direct pairwise judgment (both orders) decide."""
-    templates_dir: Path | None = None
-    """A folder of template overrides (same file names as ``prompts/``)."""
-    progress: bool | None = None
-    """Show a progress bar (``None``: when stderr is a terminal)."""
-    trace_path: Path | None = None
-    """Append every request sent and raw reply received to this JSONL file, for audit (never API keys)."""
-    batch_size: int | None = Field(None, ge=1)
-    """Requests per batch on a batching backend (``None``: ``concurrency``)."""
-
-
-class _Batcher:
-    """Collects concurrent requests into ``complete_batch`` calls (a batch closes when no more arrive)."""
-
-    def __init__(self, backend: Any, size: int):
-        self.backend = backend
-        self.size = size
-        self.queue: list[tuple[CompletionRequest, asyncio.Future]] = []
-        self.flusher: asyncio.Task | None = None
-
-    async def submit(self, request: CompletionRequest) -> Completion:
-        future = asyncio.get_running_loop().create_future()
-        self.queue.append((request, future))
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.ensure_future(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        while self.queue:
-            size = -1
-            while size != len(self.queue) and len(self.queue) < self.size:
-                size = len(self.queue)
-                await asyncio.sleep(0)  # let the other ready tasks add their requests
-            batch, self.queue = self.queue[: self.size], self.queue[self.size:]
-            try:
-                results = await self.backend.complete_batch([request for request, _ in batch])
-            except Exception as error:  # the whole batch failed: every request gets the error (and its retries)
-                results = [error] * len(batch)
-            if len(results) != len(batch):
-                wrong = FatalBackendError(f"complete_batch returned {len(results)} results for {len(batch)} requests")
-                results = [wrong] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-
-class _LoopState:
-    """What belongs to one event loop: the concurrency slots, rate limiter, in-memory dedup and batcher."""
-
-    def __init__(self, judge: Judge):
-        options = judge.options
-        self.loop = asyncio.get_running_loop()
-        self.semaphore = asyncio.Semaphore(options.concurrency)
-        self.limiter = RateLimiter(options.rpm, options.tpm, clock=judge._clock, sleep=judge._sleep)
-        self.memo: OrderedDict[str, asyncio.Future] = OrderedDict()
-        backend = judge.backend
-        self.batcher = None
-        if backend.capabilities.batch and isinstance(backend, BatchBackend):
-            self.batcher = _Batcher(backend, options.batch_size or options.concurrency)
-
-
-class _Runner:
-    """A private event loop on a daemon thread, for the sync facades."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="rubrickit-judge", daemon=True)
-        self.thread.start()
-
-    def run(self, awaitable: Awaitable[T]) -> T:
-        if threading.current_thread() is self.thread:
-            raise RuntimeError("a sync Judge method was called from the judge's own loop; await the a… method")
-        future = asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            # Ctrl-C (or another interruption) in the calling thread: cancel the coroutine and wait until it has
-            # really unwound on the loop, so that what runs next (closing an async generator, the backend) does not
-            # find it still running.
-            finished = threading.Event()
-            self.loop.call_soon_threadsafe(_cancel_all_and_signal, self.loop, finished)
-            future.cancel()
-            finished.wait(timeout=30)
-            raise
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        if not self.loop.is_running():
-            self.loop.close()
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-def _cancel_all_and_signal(loop: asyncio.AbstractEventLoop, finished: threading.Event) -> None:
-    """Cancel every task on ``loop`` and set ``finished`` once they have all ended."""
-    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in tasks:
-        task.cancel()
-    if not tasks:
-        finished.set()
-        return
-    waiter = asyncio.gather(*tasks, return_exceptions=True)
-    waiter.add_done_callback(lambda _: finished.set())
-
-
-def _remaining(assigned: Any, repeats: int, done: int) -> int | None:
-    """Jobs left for the progress bar (``None``: not known in advance, for a one-shot iterator of items)."""
-    if not getattr(assigned, "known_length", True):
-        return None
-    return max(0, len(assigned) * repeats - done)
-
-
-_GC_THRESHOLD = 10_000
-"""The youngest generation's collection threshold during a run (Python's default is 700)."""
-_frozen = False
-_paced = 0
-_saved_threshold: tuple[int, ...] | None = None
-
-
-def _gc_tuning() -> bool:
-    return os.environ.get("RUBRICKIT_GC_TUNING", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def _freeze_heap_once() -> None:
-    """Move the objects alive at the first run (modules, classes, templates: the bulk of the heap) out of the cyclic
-    garbage collector's sight, once per process (:func:`gc.freeze`), after collecting what is already garbage.
-
-    Full collections otherwise re-scan that heap every few thousand judgments: 15% of the client's CPU per judgment
-    in bench/RESULTS.md ("Where one judgment's CPU goes"). Objects made later are collected as usual.
-    ``RUBRICKIT_GC_TUNING=0`` leaves the collector alone."""
-    global _frozen
-    if _frozen:
-        return
-    _frozen = True
-    if not _gc_tuning():
-        return
-    gc.collect()
-    gc.freeze()
-
-
-@contextlib.contextmanager
-def _gc_paced() -> Iterator[None]:
-    """While runs are under way, collect the youngest generation every 10,000 allocations instead of 700.
-
-    Each judgment allocates a few hundred short-lived containers (requests, replies, records); with thousands of
-    calls in flight the default threshold runs a collection every couple of judgments, each walking every young
-    object still alive: 50-60 µs per judgment at 512 in flight, against 7-15 µs with this threshold
-    (bench/RESULTS.md). The previous thresholds come back when the last concurrent run ends (unless someone else
-    changed them meanwhile). ``RUBRICKIT_GC_TUNING=0`` leaves them alone."""
-    global _paced, _saved_threshold
-    tuning = _gc_tuning()
-    if tuning:
-        if _paced == 0:
-            _saved_threshold = gc.get_threshold()
-            if _saved_threshold[0] < _GC_THRESHOLD:
-                gc.set_threshold(_GC_THRESHOLD, *_saved_threshold[1:])
-        _paced += 1
-    try:
-        yield
-    finally:
-        if tuning:
-            _paced -= 1
-            saved = _saved_threshold
-            if _paced == 0 and saved is not None and gc.get_threshold() == (max(saved[0], _GC_THRESHOLD),
-                                                                            *saved[1:]):
-                gc.set_threshold(*saved)
-
-
-_OPEN_FILES_SPARE = 256
-"""File descriptors kept beyond one connection per call in flight (the cache, the journal, the interpreter's own)."""
-
-
-def _ensure_open_files(concurrency: int) -> None:
-    """Raise the soft limit on open files when ``concurrency`` connections would not fit under it.
-
-    Every call in flight holds a keep-alive connection; many systems start processes with a soft limit of 1,024
-    descriptors, which ``-c 1024`` would hit as "Too many open files" — an outage of the run's own making. The soft
-    limit is raised up to the hard limit (as vLLM's and Ray's servers do); when even that is too low, the run warns
-    once, naming ``ulimit -n``."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows has no RLIMIT_NOFILE
-        return
-    needed = concurrency + _OPEN_FILES_SPARE
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if soft < needed:
-        warnings.warn(f"--concurrency {concurrency} needs about {needed} open files, but this process may open "
-                      f"{soft} (hard limit {hard}); calls beyond that fail as connection errors. Raise the limit "
-                      f"(ulimit -n {needed}) or lower --concurrency.", RuntimeWarning, stacklevel=3)
-
-
-def _check_journal(journal: Journal | None, field: str, fields: str) -> None:
-    if journal is not None and field not in journal.key_fields:
-        raise RubrickitError(f"the journal is keyed by {', '.join(journal.key_fields)}, but these records are keyed "
-                             f"by {field!r}; open it with Journal(path, key_fields={fields})")
 
 
 class Judge(ChoiceScoring):
@@ -413,8 +128,8 @@ class Judge(ChoiceScoring):
                                           else dataclasses.replace(base.retry, max_attempts=base.max_retries + 1))
         """The retry policy in force (``max_retries`` applied)."""
         self._trace = TraceWriter(base.trace_path) if base.trace_path is not None else None
-        self._state: _LoopState | None = None
-        self._runner: _Runner | None = None
+        self._state: LoopState | None = None
+        self._runner: Runner | None = None
         # Waits and time of retries and rate limits (tests inject fakes so they never sleep).
         self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic
@@ -446,10 +161,10 @@ class Judge(ChoiceScoring):
 
     # ------------------------------------------------------------------ one call
 
-    def _loop_state(self) -> _LoopState:
+    def _loop_state(self) -> LoopState:
         loop = asyncio.get_running_loop()
         if self._state is None or self._state.loop is not loop:
-            self._state = _LoopState(self)
+            self._state = LoopState(self)
         return self._state
 
     def _on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
@@ -688,7 +403,7 @@ class Judge(ChoiceScoring):
         repeat) keys are skipped and each record is appended as it finishes.
         """
         self.check_mode()
-        _check_journal(journal, "item_id", "DEFAULT_KEY_FIELDS")
+        check_journal(journal, "item_id", "DEFAULT_KEY_FIELDS")
         assigned = assign_rubrics(rubrics, coerce_items(items))
         repeats = self.options.repeat
         done = journal.done if journal is not None else frozenset()
@@ -704,60 +419,11 @@ class Judge(ChoiceScoring):
         async def run(item: DataItem, rubric: Rubric, repeat: int) -> ScoreRecord:
             return await self._score(item, rubric, repeat, memo)
 
-        total = _remaining(assigned, repeats, len(done))
-        async for record in self._stream(jobs(), run, journal, "Judging", total=total,
-                                         calls=lambda job: self.builder.calls_per_item(job[1])):
+        total = jobs_left(assigned, repeats, len(done))
+        async for record in stream_jobs(jobs(), run, journal, "Judging", self.options, total=total,
+                                        calls=lambda job: self.builder.calls_per_item(job[1])):
             yield record
 
-    async def _stream(self, jobs: Iterable[tuple], run: Callable[..., Awaitable[Any]], journal: Journal | None,
-                      description: str, *, total: int | None, calls: Callable[[tuple], int]) -> AsyncIterator[Any]:
-        """Run ``jobs`` (consumed lazily) and yield each result as it finishes, writing it to ``journal``.
-
-        Jobs start while the calls they will make (``calls(job)``, an estimate) stay under twice the concurrency, so
-        the judge's slots stay full while the jobs held at once — items, prompts, records — stay bounded however
-        long the input. A finished job is found through a done-callback queue: nothing is scanned per completion.
-        """
-        _freeze_heap_once()
-        _ensure_open_files(self.options.concurrency)
-        budget = 2 * self.options.concurrency
-        pending: dict[asyncio.Future, tuple[int, int]] = {}  # job → (position, estimated calls)
-        finished: asyncio.Queue[asyncio.Future] = asyncio.Queue()
-        source = iter(jobs)
-        exhausted = False
-        position = in_flight = 0
-        with Progress(total, description, enabled=self.options.progress) as progress, _gc_paced():
-            try:
-                while True:
-                    while not exhausted and (len(pending) < 4 or in_flight < budget):
-                        job = next(source, None)
-                        if job is None:
-                            exhausted = True
-                            break
-                        weight = max(1, calls(job))
-                        future = asyncio.ensure_future(run(*job))
-                        future.add_done_callback(finished.put_nowait)
-                        pending[future] = (position, weight)
-                        position += 1
-                        in_flight += weight
-                    if not pending:
-                        break
-                    batch = [await finished.get()]
-                    while not finished.empty():
-                        batch.append(finished.get_nowait())
-                    for future in sorted(batch, key=lambda task: pending[task][0]):
-                        in_flight -= pending.pop(future)[1]
-                        record = future.result()
-                        if journal is not None:
-                            journal.append(record)
-                        progress.advance(1)
-                        yield record
-            finally:
-                for future in pending:
-                    future.cancel()
-                if pending:
-                    await asyncio.gather(*pending, return_exceptions=True)
-
-    # ------------------------------------------------------------------ pairs
 
     async def acompare(self, rubric: Rubric | RubricSet | None, pair: PairItem | Mapping[str, Any], *,
                        repeat: int = 0) -> Any:
@@ -773,7 +439,7 @@ class Judge(ChoiceScoring):
         """Compare many pairs, yielding each :class:`PairRecord` as it finishes (journal as in ascore_many)."""
         from .pairwise import compare_pair
 
-        _check_journal(journal, "pair_id", "PAIR_KEY_FIELDS (or ('pair_id', 'repeat') for direct comparisons)")
+        check_journal(journal, "pair_id", "PAIR_KEY_FIELDS (or ('pair_id', 'repeat') for direct comparisons)")
         assigned = assign_rubrics(rubrics, coerce_pairs(pairs), optional=True)
         repeats = self.options.repeat
 
@@ -787,17 +453,17 @@ class Judge(ChoiceScoring):
         async def run(rubric: Rubric | None, pair: PairItem, repeat: int) -> Any:
             return await compare_pair(self, rubric, pair, repeat)
 
-        total = _remaining(assigned, repeats, len(journal.done) if journal is not None else 0)
+        total = jobs_left(assigned, repeats, len(journal.done) if journal is not None else 0)
         # Both orders of every criterion (a direct comparison: both orders of one question).
-        async for record in self._stream(jobs(), run, journal, "Comparing", total=total,
-                                         calls=lambda job: 2 * (self.builder.calls_per_item(job[0]) if job[0] else 1)):
+        async for record in stream_jobs(jobs(), run, journal, "Comparing", self.options, total=total,
+                                        calls=lambda job: 2 * (self.builder.calls_per_item(job[0]) if job[0] else 1)):
             yield record
 
     # ------------------------------------------------------------------ sync facades
 
     def _sync(self, awaitable: Awaitable[T]) -> T:
         if self._runner is None:
-            self._runner = _Runner()
+            self._runner = Runner()
         return self._runner.run(awaitable)
 
     def _sync_iter(self, agen: AsyncIterator[T]) -> Iterator[T]:
@@ -896,7 +562,7 @@ class Judge(ChoiceScoring):
         except RuntimeError:
             asyncio.run(self.aclose())
             return
-        runner = _Runner()
+        runner = Runner()
         try:
             runner.run(self.aclose())
         finally:

@@ -14,6 +14,9 @@ parser                    contract                                              
 :func:`parse_per_response`  ``{"<id>": {...}, ...}``                                 per id: reply or error
 ========================  ==========================================================  =====================
 
+The contracts' JSON Schemas (``verdict_schema`` …, for structured output) live in :mod:`.judgment_schemas` and are
+re-exported here.
+
 How a reply is read:
 
 1. Every JSON object in the text is found, wherever it is (code fences and prose around it are ignored); objects
@@ -65,6 +68,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._objects import Span, from_pairs, scan
+from .judgment_schemas import level_schema, per_response_schema, rating_schema, verdict_schema, winner_schema
 
 __all__ = [
     "LevelReply",
@@ -574,45 +578,3 @@ def parse_per_response(
 def _short(value: object) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-# --------------------------------------------------------------------------- JSON schemas (structured output)
-
-
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
-
-
-def verdict_schema() -> dict[str, Any]:
-    """JSON Schema of the per-criterion reply."""
-    return _object({
-        "rationale": {"type": "string"},
-        "verdict": {"type": "string", "enum": ["met", "unmet", "not_applicable"]},
-    })
-
-
-def level_schema(low: int, high: int, *, allow_not_applicable: bool = False) -> dict[str, Any]:
-    """JSON Schema of a scale reply."""
-    level: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
-    if allow_not_applicable:
-        level = {"anyOf": [level, {"type": "string", "enum": ["not_applicable"]}]}
-    return _object({"rationale": {"type": "string"}, "level": level})
-
-
-def rating_schema(low: int = 1, high: int = 10) -> dict[str, Any]:
-    """JSON Schema of the holistic reply."""
-    return _object({"rationale": {"type": "string"}, "rating": {"type": "integer", "minimum": low, "maximum": high}})
-
-
-def winner_schema() -> dict[str, Any]:
-    """JSON Schema of a pairwise reply."""
-    return _object({"rationale": {"type": "string"}, "winner": {"type": "string", "enum": ["A", "B", "tie"]}})
-
-
-def per_response_schema(criteria: Mapping[str, tuple[int, int] | None], *, conditional: Sequence[str] = ()) -> dict:
-    """JSON Schema of the per-response reply: one entry per criterion id (levels for scale criteria)."""
-    properties = {
-        cid: level_schema(*scale, allow_not_applicable=cid in conditional) if scale else verdict_schema()
-        for cid, scale in criteria.items()
-    }
-    return _object(properties)
