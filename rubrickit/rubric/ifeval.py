@@ -39,8 +39,8 @@ from rubrickit.rubric.checks import (
     TitleCheck,
     TwoResponsesCheck,
     WordCountCheck,
-    _Check,
 )
+from rubrickit.rubric.checks.base import _Check
 
 __all__ = ["IFEVAL_TYPES", "check_from_ifeval", "ifeval_coverage"]
 
