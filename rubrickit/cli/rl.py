@@ -107,7 +107,7 @@ def serve(
     """Serve rubric rewards over HTTP for OpenRLHF (POST /get_reward) and any trainer that calls a URL."""
     from pydantic import ValidationError
 
-    from rubrickit.integrations.openrlhf import END_TOKENS, RecoveryOptions
+    from rubrickit.integrations.openrlhf_protocol import END_TOKENS, RecoveryOptions
     from rubrickit.integrations.server import ServeOptions, build_scorer, setup_logging
     from rubrickit.integrations.server import serve as run_server
     from rubrickit.integrations.workers import serve_workers

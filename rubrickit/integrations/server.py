@@ -2,13 +2,13 @@
 
 ``POST /get_reward`` takes OpenRLHF's body, ``{"query": [...], "prompts": [...], "labels": [...]}`` (``queries`` is
 accepted for ``query``), recovers each response and the prompt the judge sees
-(:mod:`rubrickit.integrations.openrlhf`), scores them with one long-lived
+(:mod:`rubrickit.integrations.openrlhf_protocol`), scores them with one long-lived
 :class:`~rubrickit.rewards.RewardScorer`, and answers ``{"rewards": [...], "scores": [...], "extra_logs": {...}}``
-(one entry per sample; see :func:`~rubrickit.integrations.openrlhf.answer`). ``GET /health`` says whether it takes
-requests and what it has done, and which worker process (``worker``, ``pid``) answered.
+(one entry per sample; see :func:`~rubrickit.integrations.openrlhf_protocol.answer`). ``GET /health`` says whether
+it takes requests and what it has done, and which worker process (``worker``, ``pid``) answered.
 
 - **Micro-batching.** OpenRLHF sends one sample per request, from every rollout at once. Concurrent requests are
-  coalesced into scorer batches (:class:`~rubrickit.integrations.openrlhf.MicroBatcher`: up to ``max_batch``
+  coalesced into scorer batches (:class:`~rubrickit.integrations.batcher.MicroBatcher`: up to ``max_batch``
   samples, a ``batch_window_ms`` window, ``max_batches`` batches in flight), so the judge's concurrency is used as
   in one big ``rubrickit score`` run.
 - **Overload.** At most ``max_queue`` samples wait; beyond that the answer is 503 with ``Retry-After``. A request
@@ -49,16 +49,8 @@ from typing import Any
 from ..errors import JudgeUnavailableError, MissingDependencyError, RubrickitError
 from ..rewards.core import RewardOptions, RewardScorer
 from ..rubric import Rubric, RubricSet
-from .openrlhf import (
-    MicroBatcher,
-    Overloaded,
-    QueryError,
-    RecoveryOptions,
-    RequestTooLarge,
-    answer,
-    build_samples,
-    unscored_reason,
-)
+from .batcher import MicroBatcher, Overloaded, RequestTooLarge
+from .openrlhf_protocol import QueryError, RecoveryOptions, answer, build_samples, unscored_reason
 
 try:
     import uvicorn
