@@ -57,11 +57,11 @@ sys.path.insert(0, str(BENCH))
 import bench_engine as be  # noqa: E402  (puts this checkout's root on sys.path too)
 
 PHASES = {
-    "render": "prompt rendering: Jinja2 templates, judge/prompts.py, _render*.py, task building (judge/tasks.py)",
+    "render": "prompt rendering: Jinja2 templates, judge/prompts.py, cli/render*.py, task building (judge/tasks.py)",
     "hash": "cache/dedup keys (JudgeCache.key, Judge.cache_key: request.model_dump + canonical JSON + SHA-256) and "
-            "rubric/criterion fingerprints (rubric.py)",
+            "rubric/criterion fingerprints (rubric/model.py)",
     "cache": "judge cache lookups and stores: judge/cache.py, sqlite3 (incl. Completion JSON in and out)",
-    "transport": "the HTTP call: backends/openai_backend.py, openai SDK, httpx, aiohttp, yarl, multidict, sockets, "
+    "transport": "the HTTP call: backends/openai_*.py, openai SDK, httpx, aiohttp, yarl, multidict, sockets, "
                  "selectors/epoll, reading the response into a Completion",
     "parse": "verdict parsing: judge/parse.py, judge/modes.py",
     "aggregate": "score records: aggregate.py (and the pydantic models it builds)",
@@ -77,22 +77,22 @@ RULES: list[tuple[str, str, str | None]] = [
     ("hash", "rubrickit/judge/cache.py", "cache_identity"),
     ("hash", "rubrickit/judge/cache.py", "templates_hash"),
     ("hash", "rubrickit/judge/engine.py", "cache_key"),
-    *[("hash", "rubrickit/rubric.py", name) for name in (
+    *[("hash", "rubrickit/rubric/model.py", name) for name in (
         "_digest", "fingerprint", "criterion_fingerprint", "rubric_fingerprint")],
     ("hash", "hashlib.py", None),
     ("cache", "rubrickit/judge/cache.py", None),
     ("cache", "/sqlite3/", None),
     ("render", "rubrickit/judge/prompts.py", None),
     ("render", "rubrickit/judge/tasks.py", None),
-    ("render", "rubrickit/_render", None),
+    ("render", "rubrickit/cli/render", None),
     ("render", "/jinja2/", None),
     ("render", "/markupsafe/", None),
     ("render", ".j2", None),  # compiled Jinja2 templates carry the template's file name
     ("render", "<template>", None),
     ("parse", "rubrickit/judge/parse.py", None),
     ("parse", "rubrickit/judge/modes.py", None),
-    ("aggregate", "rubrickit/aggregate.py", None),
-    ("transport/rubrickit backend", "rubrickit/backends/openai_backend.py", None),  # incl. its aiohttp adapter
+    ("aggregate", "rubrickit/rubric/aggregation.py", None),
+    ("transport/rubrickit backend", "rubrickit/backends/openai_", None),  # openai_backend and its parts
     ("transport/rubrickit backend", "rubrickit/backends/_", None),  # _redact, _grammar
     ("transport/rubrickit backend", "rubrickit/backends/registry.py", None),
     ("transport/openai SDK", "/openai/", None),

@@ -58,13 +58,13 @@ _ENTRY_POINTS = [
      "JSON schema)"),
     ("openai/_base_client.py", "_build_request", "openai SDK: `_build_request` (headers, URL, httpx.Request)"),
     ("openai/_legacy_response.py", "parse", "openai SDK: parsing the raw response object"),
-    ("rubrickit/backends/openai_backend.py", "handle_async_request",
+    ("rubrickit/backends/_http.py", "handle_async_request",
      "rubrickit aiohttp transport (`handle_async_request`, incl. socket I/O and aiohttp's own work)"),
     ("rubrickit/backends/openai_backend.py", "complete", "rubrickit `OpenAIBackend.complete` (the whole HTTP call)"),
     ("rubrickit/judge/tasks.py", "item_tasks", "rubrickit task building (Jinja2 prompt rendering)"),
     ("rubrickit/judge/cache.py", "key", "rubrickit request hashing for dedup (`JudgeCache.key`)"),
     ("rubrickit/judge/modes.py", "read_reply", "rubrickit reply parsing (`read_reply`)"),
-    ("rubrickit/aggregate.py", "score_record", "rubrickit aggregation (`score_record`)"),
+    ("rubrickit/rubric/aggregation.py", "score_record", "rubrickit aggregation (`score_record`)"),
     ("random.py", "__init__", "`random.Random()` seeded from os.urandom once per call (retry.py)"),
 ]
 

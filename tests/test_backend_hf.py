@@ -20,7 +20,8 @@ from rubrickit.backends.base import (  # noqa: E402
     choice_probabilities,
 )
 from rubrickit.backends.embedded import locate_embedded_gguf, prepare_embedded_model  # noqa: E402
-from rubrickit.backends.hf import HFBackend, _resolve_model, choice_token_ids, hf_backend_from_spec  # noqa: E402
+from rubrickit.backends.hf import HFBackend, choice_token_ids, hf_backend_from_spec  # noqa: E402
+from rubrickit.backends.hf_loading import _resolve_model  # noqa: E402
 from rubrickit.errors import BackendSpecError, MissingDependencyError  # noqa: E402
 
 TOLERANCE = 1e-4

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendSpecError, MissingDependencyError
-from .hf import _OPTIONS, HFBackend, _import_torch, _quiet_progress, _version_at_least
+from .hf import _OPTIONS, HFBackend
+from .hf_loading import _import_torch, _quiet_progress, _version_at_least
 
 __all__ = [
     "EMBEDDED_MODEL",
