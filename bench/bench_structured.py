@@ -322,7 +322,7 @@ def grammar_section(backend: Any, reps: int) -> dict:
         ("gen: contrastive rules", schemas.contrastive_schema(contrastive.MAX_RULES, contrastive.MAX_PRINCIPLES), 1024),
         ("gen: per criteria (5)", schemas.per_schema(5), 1024),
         ("gen: decompose rubrics (8)", schemas.rubrics_schema(8), 1024),
-        ("gen: decompose overlap", schemas.decompose_overlap_schema(), 256),
+        ("gen: overlap check (refine, decompose)", schemas.overlap_schema(), 256),
         ("gen: reference checklist (7–20)", schemas.reference_schema(7, 20), 1024),
         ("gen: tail propose", schemas.tail_propose_schema(), 1024),
         ("gen: tail revise", schemas.tail_revise_schema(tail_ids), 1024),

@@ -18,9 +18,10 @@ from rubrickit.data.preferences import Comparison, PromptGroup, load_groups
 from rubrickit.errors import RubrickitError
 from rubrickit.generate import decompose, generate
 from rubrickit.generate.common import GenContext, Generator
-from rubrickit.generate.decompose import agenerate, parse_overlap, rubric_texts
+from rubrickit.generate.decompose import agenerate, rubric_texts
 from rubrickit.judge import Judge, RetryPolicy
 from rubrickit.judge.prompts import PromptLibrary, conversation_data, neutralize
+from rubrickit.refine.dedup import Overlap, _parse_overlap
 from rubrickit.rubric import load_rubric_set
 
 NO_WAIT = RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, max_retry_after=0.0)
@@ -41,7 +42,7 @@ class Scenario:
         self.propose = propose  # list of statements, or a raw reply
         self.satisfied = satisfied  # rubric text -> set of response texts that satisfy it
         self.children = children or {}  # rubric text -> list of finer statements
-        self.overlap = overlap or {}  # (candidate, accepted) -> (overlap, conflict)
+        self.overlap = overlap or {}  # (candidate, accepted) -> (overlap percent, relation)
         self.errors = errors or {}  # rubric text -> set of responses whose verdict is unreadable
         self.overlap_reply: str | None = None  # a fixed (e.g. unreadable) reply to the overlap check
         self.asked: dict[str, list[CompletionRequest]] = {}
@@ -54,14 +55,14 @@ class Scenario:
         if "You refine evaluation rubrics" in system:
             self.asked.setdefault("split", []).append(request)
             return json.dumps({"rubrics": self.children.get(_between(user, "criterion")[0], [])})
-        if "You compare two evaluation rubrics" in system:
+        if "Decide how much they overlap" in system:
             self.asked.setdefault("overlap", []).append(request)
             if self.overlap_reply is not None:
                 return self.overlap_reply
-            candidate = _between(user, "criterion", ' role="candidate"')[0]
-            accepted = _between(user, "criterion", ' role="accepted"')[0]
-            fraction, conflict = self.overlap.get((candidate, accepted), (0.0, False))
-            return json.dumps({"rationale": "scripted", "overlap": fraction, "conflict": conflict})
+            candidate = _between(user, "criterion", ' label="second"')[0]
+            accepted = _between(user, "criterion", ' label="first"')[0]
+            percent, relation = self.overlap.get((candidate, accepted), (0, "different"))
+            return json.dumps({"rationale": "scripted", "overlap": percent, "relation": relation})
         if "impartial evaluator" in system:
             self.asked.setdefault("judge", []).append(request)
             criterion, response = _between(user, "criterion")[0], _between(user, "response")[0]
@@ -184,7 +185,7 @@ def _filters_scenario() -> Scenario:
     return Scenario(
         propose=["Good.", "Nobody.", "Backwards.", "Good again.", "Opposite."],
         satisfied={"Good.": {POOL[0]}, "Backwards.": {POOL[2]}, "Good again.": {POOL[0]}, "Opposite.": {POOL[0]}},
-        overlap={("Good again.", "Good."): (0.9, False), ("Opposite.", "Good."): (0.1, True)})
+        overlap={("Good again.", "Good."): (90, "same"), ("Opposite.", "Good."): (10, "opposite")})
 
 
 def test_unsatisfied_misaligned_redundant_and_conflicting_rubrics_are_rejected():
@@ -198,6 +199,11 @@ def test_unsatisfied_misaligned_redundant_and_conflicting_rubrics_are_rejected()
         "Opposite.": "rejected"}
     assert rubric.provenance.stats["rejected"] == {"conflict": 1, "misaligned": 1, "redundant": 1, "unsatisfied": 1}
     assert tree["Good again."]["reason"] == f"redundant with {tree['Good.']['id']}"
+    # The shared overlap check: the accepted rubric first, the candidate second, the conversation shown.
+    user = scenario.asked["overlap"][0].messages[1].content
+    assert _between(user, "turn") == [PROMPT]
+    assert _between(user, "criterion", ' label="first"') == ["Good."]
+    assert _between(user, "criterion", ' label="second"') == ["Good again."]
 
 
 def test_without_labels_nothing_is_misaligned():
@@ -355,13 +361,14 @@ def test_rubric_lists_are_read_in_the_shapes_small_models_write(reply, expected)
 
 
 def test_overlap_reply_parsing():
-    assert parse_overlap({"overlap": 0.8, "conflict": False}) == (0.8, False)
-    assert parse_overlap({"Overlap": "70%", "conflict": "yes"}) == (0.7, True)
-    assert parse_overlap({"overlap": 85, "conflict": "no"}) == (0.85, False)
-    for bad in ({"overlap": 0.5}, {"conflict": True}, {"overlap": "lots", "conflict": False},
-                {"overlap": 0.5, "conflict": "maybe"}, {"overlap": -1, "conflict": False}):
+    # decompose reads the overlap check with refine's reader: a percentage (a fraction is taken as one) and a relation
+    assert _parse_overlap({"overlap": 0.8, "relation": "different"}) == Overlap(80.0, "different")
+    assert _parse_overlap({"Overlap": "70%", "relation": "conflict"}) == Overlap(70.0, "opposite")
+    assert _parse_overlap({"overlap": 85, "relation": "same"}) == Overlap(85.0, "same")
+    for bad in ({"overlap": 0.5}, {"relation": "opposite"}, {"overlap": "lots", "relation": "different"},
+                {"overlap": 50, "relation": "maybe"}, {"overlap": -1, "relation": "different"}):
         with pytest.raises(ValueError):
-            parse_overlap(bad)
+            _parse_overlap(bad)
 
 
 # --------------------------------------------------------------------------- templates
@@ -379,19 +386,28 @@ def _template_cases() -> dict[str, dict]:
         "decompose_propose": {"conversation": conversation, "responses": responses, "max_rubrics": 8},
         "decompose_split": {"conversation": conversation, "rubric": "The response gives a temperature.",
                             "responses": responses, "max_rubrics": 5},
-        "decompose_overlap": {"conversation": conversation, "candidate": "The response is brief.",
-                              "accepted": "The response is concise."},
         "policy_response": {"conversation": conversation},
     }
 
 
-@pytest.mark.parametrize("name", ["decompose_propose", "decompose_split", "decompose_overlap", "policy_response"])
+@pytest.mark.parametrize("name", ["decompose_propose", "decompose_split", "policy_response"])
 def test_template_snapshot_and_header(name):
     library = PromptLibrary()
     head = library.source(name).split("-#}", 1)[0]
     assert library.source(name).startswith("{#-") and "Variables" in head and "contract" in head
     text = _render(name, _template_cases()[name])
     check_snapshot(name, text)
+
+
+def test_overlap_template_with_the_conversation_snapshot():
+    """The overlap check as decompose sends it: the accepted rubric first, the candidate second, no conditions, the
+    conversation shown before them (refine's rendering, without one, is pinned in test_refine_embed)."""
+    variables = {"conversation": conversation_data(PROMPT),
+                 "first": {"id": None, "text": "The response is concise.", "applies_if": None},
+                 "second": {"id": None, "text": "The response is brief.", "applies_if": None}}
+    text = _render("overlap", variables)
+    check_snapshot("overlap_conversation", text)
+    assert text.index("</conversation>") < text.index('<criterion label="first">')
 
 
 def test_a_response_cannot_close_its_block_in_the_decomposition_prompt():
@@ -417,7 +433,7 @@ def test_generate_writes_a_valid_rubric_set_from_the_example_data(tmp_path):
         if "impartial evaluator" in system:
             response = _between(request.messages[1].content, "response")[0]
             return json.dumps({"rationale": "s", "verdict": "met" if len(response) > 60 else "unmet"})
-        return json.dumps({"rationale": "s", "overlap": 0.0, "conflict": False})
+        return json.dumps({"rationale": "s", "overlap": 0, "relation": "different"})
 
     backend = FakeBackend(script)
     out = tmp_path / "rrd.rubrics.jsonl"

@@ -27,7 +27,7 @@ from rubrickit.generate import per as per_module
 from rubrickit.generate import tail as tail_module
 from rubrickit.generate.common import GenContext, Generator
 from rubrickit.generate.contrastive import findings_parser, parse_contrastive, parse_synthesis
-from rubrickit.generate.decompose import parse_overlap, rubric_texts
+from rubrickit.generate.decompose import rubric_texts
 from rubrickit.generate.reference import parse_items
 from rubrickit.generate.tail import parse_criteria
 from rubrickit.judge import Judge, RetryPolicy
@@ -36,13 +36,12 @@ from rubrickit.judge.reply_schemas import (
     CHARS_PER_TOKEN,
     SCHEMAS,
     contrastive_schema,
-    decompose_overlap_schema,
     diagnosis_schema,
     fit_schema,
     max_reply_chars,
+    overlap_schema,
     per_schema,
     reference_schema,
-    refine_overlap_schema,
     rubrics_schema,
     synthesis_schema,
     tail_propose_schema,
@@ -71,12 +70,11 @@ LIMITS: dict[str, tuple[dict[str, Any], int]] = {
     "per_revise": ({"max_criteria": 5}, 1024),
     "decompose_propose": ({"max_rubrics": 8}, 1024),
     "decompose_split": ({"max_rubrics": 5}, 1024),
-    "decompose_overlap": ({}, 256),
     "reference_items": ({"min_items": 7, "max_items": 20}, 1024),
     "tail_propose": ({}, 1024),
     "tail_revise": ({"ids": IDS}, 1024),
     "themes": ({"ids": IDS, "max_themes": 5, "max_tips": 5}, 1024),
-    "refine_overlap": ({}, 256),
+    "overlap": ({}, 256),
 }
 
 
@@ -202,8 +200,6 @@ EXAMPLES: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "decompose_propose": ({"rubrics": ["The response gives a temperature.", "The response gives a time."]},
                           lambda obj: rubric_texts(json.dumps(obj))),
     "decompose_split": ({"rubrics": ["The response gives 80 degrees."]}, lambda obj: rubric_texts(json.dumps(obj))),
-    "decompose_overlap": ({"rationale": "Both check the temperature.", "overlap": 0.75, "conflict": False},
-                          parse_overlap),
     "reference_items": (_reference_items(), lambda obj: parse_items(obj, min_items=7, max_items=20)[0]),
     "tail_propose": ({"criteria": [{"text": "The response gives units.", "weight": 3},
                                    {"text": "The response invents a citation.", "weight": -4}]},
@@ -216,8 +212,7 @@ EXAMPLES: dict[str, tuple[Any, Callable[[Any], Any]]] = {
                             "criteria": ["states-the-units", "gives-the-final-answer"]},
                            {"theme": "The response is clear.", "tips": [], "criteria": ["avoids-jargon"]}]},
                lambda obj: themes._validate(obj, BY_ID, 5, 5, themes.Stats())),
-    "refine_overlap": ({"rationale": "Same check, other words.", "overlap": 85, "relation": "same"},
-                       dedup._parse_overlap),
+    "overlap": ({"rationale": "Same check, other words.", "overlap": 85, "relation": "same"}, dedup._parse_overlap),
 }
 
 
@@ -237,6 +232,15 @@ def test_reader_outputs_keep_what_the_schema_allows():
         jsonschema.validate({"themes": [{"theme": "T", "tips": [], "criteria": ["made-up"]}]}, schema_of("themes"))
     with pytest.raises(jsonschema.ValidationError):  # a zero weight (the reader re-asks it)
         jsonschema.validate({"criteria": [{"text": "T", "weight": 0}]}, tail_propose_schema())
+    # decompose's overlap checks share refine's contract and reader: a partial overlap, then a fraction (the contract
+    # asks for a percentage; the reader still takes it as one)
+    partial = {"rationale": "Both check the temperature.", "overlap": 75, "relation": "different"}
+    jsonschema.validate(partial, overlap_schema())
+    assert dedup._parse_overlap(partial) == dedup.Overlap(75.0, "different", "Both check the temperature.")
+    fraction = {**partial, "overlap": 0.75}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(fraction, overlap_schema())
+    assert dedup._parse_overlap(fraction).overlap == 75.0
 
 
 def test_bounds_follow_the_run_limits():
@@ -384,9 +388,9 @@ def test_decompose_and_the_overlap_checks_send_their_schemas(monkeypatch):
     group = PromptGroup(id="tea", prompt="How do I brew green tea?", responses=["One.", "Two.", "Three."])
     asyncio.run(decompose.agenerate([group], ctx, source=None, n=1, max_depth=1))
     assert rubrics_schema(8) in model.schemas and rubrics_schema(5) in model.schemas
-    assert decompose_overlap_schema() in model.schemas
+    assert overlap_schema() in model.schemas
     criteria = [Criterion(id="a", text="The response is short."), Criterion(id="b", text="The response is brief.")]
     overlap = asyncio.run(dedup.aoverlap(ctx.generator, criteria[0], criteria[1]))
-    assert overlap.relation == "same" and model.schemas[-1] == refine_overlap_schema()
+    assert overlap.relation == "same" and model.schemas[-1] == overlap_schema()
     asyncio.run(structure_themes(criteria, ctx.generator, max_themes=2, max_tips=1))
     assert model.schemas[-1] == themes_schema(["a", "b"], 2, 1)

@@ -158,11 +158,13 @@ def test_injection_in_criterion_text_cannot_close_its_block() -> None:
 
 def test_overlap_template_snapshot_and_header() -> None:
     library = PromptLibrary()
-    head = library.source("refine_overlap").split("-#}", 1)[0]
-    assert library.source("refine_overlap").startswith("{#-") and "Variables" in head and "contract" in head
+    head = library.source("overlap").split("-#}", 1)[0]
+    assert library.source("overlap").startswith("{#-") and "Variables" in head and "contract" in head
     first = Criterion(id="a", text="The response is concise.")
     second = Criterion(id="b", text="The response is short.", applies_if="The user asks for a summary.")
-    rendered = library.render("refine_overlap", {"first": criterion_data(first), "second": criterion_data(second)})
+    rendered = library.render("overlap", {"first": criterion_data(first), "second": criterion_data(second),
+                                          "conversation": None})
     text = render_messages(rendered.messages)
-    check_snapshot("refine_overlap", text)
+    check_snapshot("overlap", text)
+    assert "<conversation>" not in text
     assert '"overlap": <0-100>' in rendered.contract

@@ -23,9 +23,11 @@ responses, from a prompt and a pool of responses. Per prompt group:
    - **redundant / conflicting**: the candidate is embedded (:func:`rubrickit.backends.embedding.embed_texts`) and
      compared with the accepted rubrics; only those with cosine ≥ :data:`PREFILTER_COSINE` (a cheap prefilter:
      texts below it share too little wording and meaning to overlap 70 %) are sent, most similar first and at most
-     :data:`MAX_OVERLAP_CHECKS`, to an LLM check on the judge model (``prompts/decompose_overlap.j2``, returning the
-     overlap fraction and a conflict flag). Overlap ≥ ``overlap`` → ``redundant``; conflict (opposite polarity) →
-     ``conflict``. A check that fails is counted and decides nothing (the candidate is not rejected on it);
+     :data:`MAX_OVERLAP_CHECKS`, to an LLM check on the judge model (RRD's redundancy check shared with refine,
+     :func:`rubrickit.refine.dedup.aoverlap` with ``prompts/overlap.j2``, the accepted rubric first, the candidate
+     second and the conversation shown; it returns the overlap percentage and the relation). Relation ``opposite``
+     (the two pull in opposite directions) → ``conflict``; overlap / 100 ≥ ``overlap`` → ``redundant``. A check that
+     fails is counted and decides nothing (the candidate is not rejected on it);
    - otherwise **accepted**.
 
    The loop stops when the queue is empty (``stopped_by: queue-empty``) or after ``max_rejections`` rejections
@@ -58,10 +60,10 @@ from typing import Any
 
 from rubrickit.backends.embedding import embed_texts
 from rubrickit.data.preferences import PromptGroup
-from rubrickit.judge.reply_schemas import decompose_overlap_schema
 
 from ..errors import RubrickitError
 from ..judge.prompts import conversation_data, neutralize
+from ..refine.dedup import aoverlap
 from ..refine.whiten import whitened_weights
 from ..rubric import Criterion, Rubric
 from .common import (
@@ -74,7 +76,7 @@ from .common import (
     make_provenance,
     make_rubric,
 )
-from .decompose_replies import _ask_rubrics, _same, parse_overlap, rubric_texts
+from .decompose_replies import _ask_rubrics, _same, rubric_texts
 
 __all__ = [
     "MAX_CHILDREN",
@@ -83,7 +85,6 @@ __all__ = [
     "PREFILTER_COSINE",
     "Node",
     "agenerate",
-    "parse_overlap",
     "rubric_texts",
 ]
 
@@ -311,19 +312,16 @@ class _GroupRun:
                             reasks=self.ctx.generator.reasks)
         for index in order:
             other = self.accepted[index]
-            variables = {"conversation": conversation_data(self.group.prompt), "candidate": neutralize(node.text),
-                         "accepted": neutralize(other.text)}
             self.stats.add("overlap_checks")
             try:
-                fraction, conflict = await checker.ajson("decompose_overlap", variables, parse_overlap,
-                                                         salt=f"rrd-overlap:{self.group.id}",
-                                                         schema=decompose_overlap_schema())
+                answer = await aoverlap(checker, other.text, node.text, conversation=self.group.prompt,
+                                        salt=f"rrd:{self.group.id}")
             except GenerationFailed:
                 self.stats.add("overlap_check_failures")
                 continue
-            if conflict:
+            if answer.relation == "opposite":
                 return "conflict", other.id
-            if fraction >= self.options.overlap:
+            if answer.overlap / 100 >= self.options.overlap:
                 return "redundant", other.id
         return None
 

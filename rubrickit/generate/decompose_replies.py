@@ -1,10 +1,11 @@
 """Reading ``decompose`` (RRD) replies (:mod:`rubrickit.generate.decompose`): the rubric statements of a proposal or
-a decomposition, in whatever shape a small model writes them, and the overlap check's verdict.
+a decomposition, in whatever shape a small model writes them.
 
 :func:`rubric_texts` finds the list of statements (an object's ``rubrics``-like key, a bare JSON list, a run of
 ``{"text": ...}`` objects) and drops blanks, repeats and the reply contract's placeholders; :func:`_ask_rubrics`
-sends a prompt through the generator with it. :func:`parse_overlap` reads ``(overlap fraction, conflict)``. Nothing
-is invented: a reply without a usable list or verdict is a ``ValueError`` (a re-ask reason).
+sends a prompt through the generator with it. Nothing is invented: a reply without a usable list is a
+``ValueError`` (a re-ask reason). The overlap check's reply is read by :mod:`rubrickit.refine.dedup`, whose check
+``decompose`` shares.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rubrickit.judge.reply_schemas import rubrics_schema
 from ..judge.parse import json_objects
 from .common import Generator
 
-__all__ = ["parse_overlap", "rubric_texts"]
+__all__ = ["rubric_texts"]
 
 _SPACES = re.compile(r"\s+")
 _FENCE = re.compile(r"```[A-Za-z]*")
@@ -116,43 +117,3 @@ async def _ask_rubrics(generator: Generator, template: str, variables: Mapping[s
 
     return await generator.aread(template, variables, read, salt=salt, schema=rubrics_schema(limit))
 
-
-def _fraction(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("overlap must be a number from 0 to 1")
-    if isinstance(value, str):
-        text = value.strip()
-        percent = text.endswith("%")
-        try:
-            number = float(text.rstrip("%").strip())
-        except ValueError:
-            raise ValueError("overlap must be a number from 0 to 1") from None
-        value = number / 100 if percent else number
-    if not isinstance(value, (int, float)) or value != value:
-        raise ValueError("overlap must be a number from 0 to 1")
-    if 1 < value <= 100:  # a percentage written without the sign
-        value = value / 100
-    if not 0 <= value <= 1:
-        raise ValueError("overlap must be a number from 0 to 1")
-    return float(value)
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "false", "no"):
-        return value.strip().lower() in ("true", "yes")
-    raise ValueError("conflict must be true or false")
-
-
-def parse_overlap(obj: Mapping[str, Any]) -> tuple[float, bool]:
-    """``(overlap fraction, conflict)`` from the overlap check's reply (``ValueError`` with a reason otherwise)."""
-    fields = {_norm(str(k)): v for k, v in obj.items()}
-    overlap = next((fields[k] for k in ("overlap", "overlapfraction", "overlapscore", "fraction") if k in fields),
-                   None)
-    if overlap is None:
-        raise ValueError('missing "overlap"')
-    conflict = next((fields[k] for k in ("conflict", "conflicts", "conflicting", "opposite") if k in fields), None)
-    if conflict is None:
-        raise ValueError('missing "conflict"')
-    return _fraction(overlap), _flag(conflict)

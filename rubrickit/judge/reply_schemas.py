@@ -37,13 +37,12 @@ __all__ = [
     "TAIL_MAX_ADDED",
     "TAIL_MAX_PROPOSED",
     "contrastive_schema",
-    "decompose_overlap_schema",
     "diagnosis_schema",
     "fit_schema",
     "max_reply_chars",
+    "overlap_schema",
     "per_schema",
     "reference_schema",
-    "refine_overlap_schema",
     "rubrics_schema",
     "synthesis_schema",
     "tail_propose_schema",
@@ -135,12 +134,6 @@ def rubrics_schema(max_rubrics: int) -> dict[str, Any]:
     return _object({"rubrics": _array(_string(300), min(1, max_rubrics), max_rubrics)}, title="rubrics")
 
 
-def decompose_overlap_schema() -> dict[str, Any]:
-    """``decompose_overlap``: ``{"rationale" ≤ 300, "overlap": 0..1, "conflict": bool}``."""
-    return _object({"rationale": _string(300), "overlap": {"type": "number", "minimum": 0, "maximum": 1},
-                    "conflict": {"type": "boolean"}}, title="overlap_fraction")
-
-
 def reference_schema(min_items: int, max_items: int) -> dict[str, Any]:
     """``reference_items``: ``min_items`` to ``max_items`` items ``{"category", "weight": 1..5, "text" ≤ 150}``
     (RaR's four categories; the weight is always positive, the category gives the polarity)."""
@@ -166,7 +159,7 @@ def tail_revise_schema(ids: Sequence[str], *, max_added: int = TAIL_MAX_ADDED) -
                     "criteria": _array(criterion, 1, max(1, len(set(ids)) + max_added))}, title="tail_revision")
 
 
-# --------------------------------------------------------------------------- refine: themes, overlap
+# --------------------------------------------------------------------------- refine: themes; the overlap check
 
 
 def themes_schema(ids: Sequence[str], max_themes: int, max_tips: int) -> dict[str, Any]:
@@ -177,11 +170,12 @@ def themes_schema(ids: Sequence[str], max_themes: int, max_tips: int) -> dict[st
     return _object({"themes": _array(theme, min(1, max_themes), max_themes)}, title="themes")
 
 
-def refine_overlap_schema() -> dict[str, Any]:
-    """``refine_overlap``: ``{"rationale" ≤ 300, "overlap": 0..100, "relation": same | opposite | different}``."""
+def overlap_schema() -> dict[str, Any]:
+    """``overlap`` (RRD's redundancy check, sent by refine's dedup and by decompose): ``{"rationale" ≤ 300,
+    "overlap": 0..100, "relation": same | opposite | different}``."""
     return _object({"rationale": _string(300), "overlap": {"type": "integer", "minimum": 0, "maximum": 100},
                     "relation": {"type": "string", "enum": ["same", "opposite", "different"]}},
-                   title="overlap_percent")
+                   title="overlap")
 
 
 SCHEMAS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -192,12 +186,11 @@ SCHEMAS: dict[str, Callable[..., dict[str, Any]]] = {
     "per_revise": per_schema,
     "decompose_propose": rubrics_schema,
     "decompose_split": rubrics_schema,
-    "decompose_overlap": decompose_overlap_schema,
     "reference_items": reference_schema,
     "tail_propose": tail_propose_schema,
     "tail_revise": tail_revise_schema,
     "themes": themes_schema,
-    "refine_overlap": refine_overlap_schema,
+    "overlap": overlap_schema,
 }
 """Template name → the function building its reply schema from the run's limits."""
 

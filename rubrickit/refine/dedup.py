@@ -4,10 +4,12 @@
 sentence-transformers (:func:`rubrickit.backends.embedding.embed_texts`; the bundled all-MiniLM-L6-v2 by default,
 offline), rows L2-normalised, so cosine = dot product. Criteria are visited strongest first (largest |weight|, then
 rubric order); a criterion whose cosine with an already kept criterion is ≥ ``threshold`` is the later/weaker one and
-is removed. With an overlap checker (an LLM, ``prompts/refine_overlap.j2``) the removal must be confirmed: RRD removes
-a candidate with ≥ 70 % overlap with a kept criterion or of opposite polarity (one holds exactly when the other does
-not: a duplicate when the weights have opposite signs, a conflict when they have the same sign). An unreadable or
-failed check keeps the criterion and is counted — a failure never removes anything.
+is removed. With an overlap checker (an LLM, ``prompts/overlap.j2``) the removal must be confirmed: RRD removes a
+candidate with ≥ 70 % overlap with a kept criterion or of opposite polarity (the two pull in opposite directions: a
+duplicate when the weights have opposite signs, a conflict when they have the same sign). An unreadable or failed
+check keeps the criterion and is counted — a failure never removes anything. The check itself (:func:`aoverlap`,
+read into an :class:`Overlap`) is RRD's one redundancy question: ``generate decompose`` asks it too, with the
+conversation its rubrics are for.
 
 **Coding-rate core set** (Auto-Rubric, "Learning to Extract Generalizable Criteria"): greedy maximisation of
 R(Z) = ½·logdet(I + d/(n·ε²)·ZᵀZ) over the criterion embeddings
@@ -19,14 +21,14 @@ Near-duplicates add almost no rate, so a distinct criterion is always picked bef
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rubrickit.judge.generator import GenerationFailed, Generator
-from rubrickit.judge.reply_schemas import refine_overlap_schema
+from rubrickit.judge.reply_schemas import overlap_schema
 
-from ..judge.prompts import criterion_data
+from ..judge.prompts import conversation_data, criterion_data, neutralize
 from ..rubric import Criterion, Rubric
 from .filters import StepReport
 from .selection import greedy_coding_rate
@@ -80,7 +82,8 @@ class Overlap:
     overlap: float
     """Percent of what the candidate checks that the kept criterion already checks."""
     relation: str
-    """``same``, ``opposite`` or ``different``."""
+    """``same``, ``opposite`` (the two pull in opposite directions: a response satisfying one would have to fail the
+    other) or ``different``."""
     rationale: str = ""
 
     @property
@@ -108,12 +111,24 @@ def _parse_overlap(obj: Mapping[str, Any]) -> Overlap:
     return Overlap(value, relation, str(fields.get("rationale") or "")[:300])
 
 
-async def aoverlap(generator: Generator, kept: Criterion, candidate: Criterion, *, salt: str = "") -> Overlap:
+def _statement_data(item: Criterion | str) -> dict[str, Any]:
+    """A criterion as the overlap template's data; a bare statement (a ``decompose`` rubric) has no id or condition."""
+    if isinstance(item, str):
+        return {"id": None, "text": neutralize(item), "applies_if": None}
+    return criterion_data(item)
+
+
+async def aoverlap(generator: Generator, kept: Criterion | str, candidate: Criterion | str, *,
+                   conversation: str | Sequence[Any] | None = None, salt: str = "") -> Overlap:
     """Ask the overlap checker whether ``candidate`` repeats (or contradicts) ``kept``; raises
-    :class:`GenerationFailed` when its reply cannot be read after the re-asks."""
-    variables = {"first": criterion_data(kept), "second": criterion_data(candidate)}
-    return await generator.ajson("refine_overlap", variables, _parse_overlap, salt=f"overlap:{salt}",
-                                 temperature=0.0, max_tokens=256, schema=refine_overlap_schema())
+    :class:`GenerationFailed` when its reply cannot be read after the re-asks.
+
+    Either may be a :class:`Criterion` or a bare statement; ``conversation`` (a prompt string or chat messages, as
+    :func:`~rubrickit.judge.prompts.conversation_data` takes) is shown to the checker when given."""
+    variables = {"first": _statement_data(kept), "second": _statement_data(candidate),
+                 "conversation": conversation_data(conversation) if conversation is not None else None}
+    return await generator.ajson("overlap", variables, _parse_overlap, salt=f"overlap:{salt}",
+                                 temperature=0.0, max_tokens=256, schema=overlap_schema())
 
 
 async def adedup(rubric: Rubric, *, threshold: float = 0.9, embedding_model: str | None = None,
