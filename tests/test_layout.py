@@ -167,3 +167,25 @@ def test_the_root_type_checking_imports_match_its_lazy_exports() -> None:
             module = "." * node.level + (node.module or "")
             seen[alias.asname or alias.name] = module if alias.asname is None else f"{module}:{alias.name}"
     assert seen == rubrickit._EXPORTS
+
+
+def test_the_architecture_page_draws_this_ladder_and_names_only_files_that_exist() -> None:
+    """docs/architecture.md's table holds the LADDER top to bottom, and every module or folder it names in a row
+    (``engine.py``, ``checks/``) exists in that row's folders."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    rows = [line.split(" | ") for line in page.splitlines() if line[:4].strip("| ").isdigit()]
+    levels = [[name.strip("`/").removesuffix(".py") for name in folders.split(", ")] for _, folders, _ in rows]
+    assert [set(names) for names in levels] == [set(names) for names in LADDER[::-1]]
+    missing = []
+    for _, folders, owns in rows:
+        roots = [PACKAGE / name.strip("`/").removesuffix(".py") for name in folders.split(", ")]
+        for name in {token.strip("`") for token in owns.split() if token.startswith("`")}:
+            name = name.rstrip("`),;:")
+            stem = name.removesuffix(".py").rstrip("/")
+            if not stem.replace("_", "").replace("/", "").isalnum() or not name.endswith((".py", "/")):
+                continue  # a class, function or option, not a module
+            paths = [root / f"{stem}.py" for root in roots] + [root / stem for root in roots]
+            paths += [PACKAGE / f"{stem}.py", PACKAGE / stem]  # `errors.py`, or another room named in the row
+            if not any(path.exists() for path in paths):
+                missing.append(name)
+    assert not missing, f"docs/architecture.md names modules that are not in their folder: {sorted(missing)}"

@@ -24,6 +24,7 @@ from rubrickit.cli.options import (
 
 commands = typer.Typer()
 
+
 @commands.command()
 @handled
 @with_options(judge_call, into="call")
