@@ -193,7 +193,8 @@ PATHOLOGICAL = {
     "quoted unclosed fragments": "It writes '{\"ab\": '.\n" * (MEGABYTE // 20),
 }
 PARSE_LIMIT_S = 3.0
-"""Each read of a 1 MB reply: linear work is well under a second; a quadratic path would take minutes."""
+"""CPU seconds of each read of a 1 MB reply: linear work takes one or two; a quadratic path would take minutes.
+CPU time of this process, not wall time, so other processes on a loaded machine do not count against the parser."""
 
 
 @pytest.mark.parametrize("name", list(PATHOLOGICAL))
@@ -201,11 +202,11 @@ def test_megabyte_replies_are_read_in_bounded_time(name: str) -> None:
     text = PATHOLOGICAL[name]
     slowest = ("", 0.0)
     for reader in READERS:
-        start = time.perf_counter()
+        start = time.process_time()
         outcome(reader, text)
-        took = time.perf_counter() - start
+        took = time.process_time() - start
         slowest = max(slowest, (reader, took), key=lambda pair: pair[1])
-    assert slowest[1] < PARSE_LIMIT_S, f"{name}: {slowest[0]} took {slowest[1]:.1f}s"
+    assert slowest[1] < PARSE_LIMIT_S, f"{name}: {slowest[0]} took {slowest[1]:.1f} s of CPU"
 
 
 def test_deep_nesting_of_a_hundred_thousand_brackets_is_an_error_not_a_crash() -> None:

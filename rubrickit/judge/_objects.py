@@ -23,9 +23,8 @@ import ast
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["OBJECT_START", "Braces", "DecodedObject", "Span", "from_pairs", "runs_to_the_end", "scan"]
 
@@ -106,9 +105,9 @@ class Braces:
         return self.ends.get(start)
 
 
-@dataclass(frozen=True)
-class Span:
-    """A top-level object of a text: ``text[start:end]`` decodes to ``obj``."""
+class Span(NamedTuple):
+    """A top-level object of a text: ``text[start:end]`` decodes to ``obj``. (A named tuple: a megabyte reply can
+    hold a hundred thousand of them, and a frozen dataclass costs several times more to build.)"""
 
     start: int
     end: int
@@ -227,8 +226,8 @@ def scan(text: str) -> tuple[list[Span], bool]:
             # (the slice keeps a decode error from counting the lines of the text before it), charged to ``quick``.
             window = text[start:start + _QUICK_WINDOW]
             try:
-                value, length = _DECODER.raw_decode(window)
-            except (json.JSONDecodeError, RecursionError):
+                value, length = _DECODER.scan_once(window, 0)  # raw_decode without its wrapper
+            except (StopIteration, json.JSONDecodeError, RecursionError):
                 quick -= len(window)
             else:
                 spans.append(Span(start, start + length, value))
