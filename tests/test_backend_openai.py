@@ -22,7 +22,8 @@ from rubrickit.backends import (
     choice_probabilities,
     get_backend,
 )
-from rubrickit.backends.openai_backend import parse_retry_after, redact, redact_url, strict_compatible
+from rubrickit.backends.openai_backend import parse_retry_after, redact, redact_url
+from rubrickit.backends.openai_requests import strict_compatible
 from rubrickit.errors import BackendCallError, BackendSpecError, MissingCredentialsError
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"

@@ -19,12 +19,8 @@ import pytest
 from oai_server import LLAMACPP_RESPONSE_FORMAT_ERROR, Fault, OAIServer
 
 from rubrickit.backends import CompletionRequest, FatalBackendError, Message, OpenAIBackend, RetryableBackendError
-from rubrickit.backends.openai_backend import (
-    CAPABILITIES_FILENAME,
-    CAPABILITIES_TTL,
-    forget_negotiated,
-    structured_refusal,
-)
+from rubrickit.backends.openai_backend import CAPABILITIES_FILENAME, forget_negotiated, structured_refusal
+from rubrickit.backends.openai_dialects import CAPABILITIES_TTL
 from rubrickit.errors import BackendSpecError
 from rubrickit.judge import DataItem, Judge, RetryPolicy
 from rubrickit.rubric.files import load_rubric

@@ -20,7 +20,7 @@ from snapshots_check import check_snapshot
 
 from rubrickit.backends.base import Capabilities, CompletionRequest
 from rubrickit.backends.fake import FakeBackend
-from rubrickit.backends.openai_backend import strict_compatible
+from rubrickit.backends.openai_requests import strict_compatible
 from rubrickit.data.preferences import PromptGroup, groups_from_pairs
 from rubrickit.generate import agenerate
 from rubrickit.generate import per as per_module

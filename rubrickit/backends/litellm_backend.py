@@ -23,19 +23,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import BackendSpecError, MissingCredentialsError
+from ._redact import redact, redact_logs, redact_url, url_secrets
 from .base import BASE_URL_OPTIONS, Capabilities, Completion, CompletionRequest, RetryableBackendError
-from .openai_backend import (
-    GuidedMode,
-    completion_from_response,
-    guided_mode,
-    import_sdk,
-    map_sdk_error,
-    output_params,
-    redact,
-    redact_logs,
-    redact_url,
-    url_secrets,
-)
+from .openai_errors import map_sdk_error
+from .openai_replies import completion_from_response
+from .openai_requests import GuidedMode, guided_mode, output_params
+from .openai_transport import import_sdk
 
 __all__ = ["LiteLLMBackend", "import_litellm"]
 

@@ -41,7 +41,6 @@ from .base import (
 from .openai_dialects import (
     _DIALECT_LABELS,
     CAPABILITIES_FILENAME,
-    CAPABILITIES_TTL,
     STRUCTURED_DIALECTS,
     Structured,
     _DialectNegotiation,
@@ -53,13 +52,12 @@ from .openai_dialects import (
 )
 from .openai_errors import _server_message, error_from_status, map_sdk_error, parse_retry_after
 from .openai_replies import completion_from_response
-from .openai_requests import GuidedMode, _is_openai_platform, guided_mode, output_params, strict_compatible
+from .openai_requests import GuidedMode, _is_openai_platform, guided_mode, output_params
 from .openai_transport import TRANSPORTS, Transport, _http_client, _lean_client, import_sdk, transport_mode
 
-__all__ = ["CAPABILITIES_FILENAME", "CAPABILITIES_TTL", "SECRET_PARAMETER", "STRUCTURED_DIALECTS", "TRANSPORTS",
-           "GuidedMode", "OpenAIBackend", "RedactingFilter", "completion_from_response", "forget_negotiated",
-           "guided_mode", "import_sdk", "map_sdk_error", "output_params", "parse_retry_after", "redact", "redact_logs",
-           "redact_url", "strict_compatible", "structured_refusal", "url_secrets"]
+__all__ = ["CAPABILITIES_FILENAME", "SECRET_PARAMETER", "STRUCTURED_DIALECTS", "TRANSPORTS", "OpenAIBackend",
+           "RedactingFilter", "forget_negotiated", "parse_retry_after", "redact", "redact_logs", "redact_url",
+           "structured_refusal", "url_secrets"]
 
 _OPENAI_URL = "https://api.openai.com/v1"
 
